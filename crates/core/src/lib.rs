@@ -1,0 +1,45 @@
+//! drydock's model and rules. No IO of its own: the world is reached through [`Store`]
+//! (and, with later issues, `Runtime`), both chosen once at start-up by the binary.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod permissions;
+pub mod secret;
+pub mod store;
+pub mod users;
+pub mod validate;
+
+use std::sync::Arc;
+
+pub use clock::{Clock, SystemClock};
+pub use config::Config;
+pub use error::{Error, Result};
+pub use model::{Credential, CredentialKind, NewUser, Page, Permission, Principal, User};
+pub use store::{Store, StoreError};
+
+/// The services that hold drydock's rules, built once from a store and the config.
+pub struct Drydock {
+    pub users: users::Users,
+    pub auth: auth::Auth,
+    pub permissions: permissions::Permissions,
+    pub store: Arc<dyn Store>,
+}
+
+impl Drydock {
+    pub fn new(store: Arc<dyn Store>, config: &Config, clock: Arc<dyn Clock>) -> Self {
+        let auth = auth::Auth::new(store.clone(), auth::AuthSettings::from_config(config), clock.clone());
+        Drydock {
+            users: users::Users::new(store.clone(), auth.cache_handle(), clock),
+            permissions: permissions::Permissions::new(store.clone(), auth.cache_handle()),
+            auth,
+            store,
+        }
+    }
+}
+
+/// The version of this build, as written to `drydock.ver`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,80 @@
+//! The storage contract. Implementations live in the `store` crate (SQLite, PostgreSQL).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::model::{Credential, CredentialKind, NewUser, Page, Permission, User, UserFilter};
+
+/// Why a guarded write was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// A unique value (`field` is `name` or `email`) is held by another row.
+    Taken { field: &'static str, value: String },
+    /// The write would leave no user holding `manageSystem`.
+    LastSystemAdmin,
+    /// The database could not take the write lock in time.
+    Busy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("conflict: {0:?}")]
+    Conflict(Conflict),
+    #[error("database error: {0}")]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A migration the store knows, for `version` and upgrade plans.
+#[derive(Debug, Clone)]
+pub struct SchemaStatus {
+    /// Schema version recorded in the database (0 when empty).
+    pub current: i64,
+    /// Newest schema version this binary knows.
+    pub known: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending migrations, each in its own transaction. Refuses a database whose
+    /// schema is newer than this binary knows.
+    async fn migrate(&self) -> StoreResult<SchemaStatus>;
+    async fn schema_status(&self) -> StoreResult<SchemaStatus>;
+
+    // Users. Uniqueness of name and e-mail is checked in the transaction that writes.
+    async fn create_user(&self, user: &NewUser, system_actions: &[String]) -> StoreResult<User>;
+    async fn user(&self, id: &str) -> StoreResult<Option<User>>;
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// The user whose name or e-mail is `login`, with their password hash.
+    async fn user_for_login(&self, login: &str) -> StoreResult<Option<(User, String)>>;
+    async fn list_users(&self, filter: &UserFilter, page: Page) -> StoreResult<(Vec<User>, u64)>;
+    async fn count_users(&self) -> StoreResult<u64>;
+    async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()>;
+    /// Removes the user with their permissions, sessions and tokens; refuses to remove the
+    /// last holder of `manageSystem`.
+    async fn delete_user(&self, user_id: &str) -> StoreResult<()>;
+
+    // Permissions.
+    async fn permission(&self, user_id: &str, domain: &str, instance: Option<&str>) -> StoreResult<Option<Permission>>;
+    /// Replaces the user's actions in the domain/instance; refuses to leave no `manageSystem`.
+    async fn store_permission(&self, permission: &Permission) -> StoreResult<()>;
+    async fn remove_permission(&self, user_id: &str, domain: &str, instance: Option<&str>) -> StoreResult<()>;
+
+    // Sessions and tokens.
+    async fn insert_credential(&self, credential: &Credential) -> StoreResult<()>;
+    async fn credential_by_digest(&self, digest: &str) -> StoreResult<Option<(Credential, User)>>;
+    async fn credentials_of(&self, user_id: &str, kind: CredentialKind) -> StoreResult<Vec<Credential>>;
+    /// Removes one credential of the user; NotFound when the user has no such credential.
+    async fn delete_credential(&self, user_id: &str, id: &str) -> StoreResult<()>;
+    /// Removes the user's credentials of one kind, except `keep` (the caller's own session).
+    async fn delete_credentials_of(&self, user_id: &str, kind: CredentialKind, keep: Option<&str>) -> StoreResult<()>;
+    async fn record_last_used(&self, uses: &[(String, DateTime<Utc>)]) -> StoreResult<()>;
+    async fn delete_expired_credentials(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+}

@@ -1,0 +1,100 @@
+//! The CLI's client for the running server's API. On the master host it finds the server
+//! through the data dir (`drydock.url`) and uses the first admin's token from `secrets/`;
+//! from elsewhere, `--url` (or `DRYDOCK_URL`) and `DRYDOCK_TOKEN`.
+
+use anyhow::{Context, Result, anyhow, bail};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::instance::{ADMIN_TOKEN_SECRET, DataDir};
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    pub fn connect(dir: &DataDir, url: Option<&str>) -> Result<Client> {
+        let local = url.is_none();
+        let base = match url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => dir.running_url().ok_or_else(|| {
+                anyhow!(
+                    "no running drydock in {}: start it with `drydock start`, or reach another with --url and DRYDOCK_TOKEN",
+                    dir.root.display()
+                )
+            })?,
+        };
+        let token = match (std::env::var("DRYDOCK_TOKEN"), std::env::var("DRYDOCK_TOKEN_FILE")) {
+            (Ok(t), _) if !t.is_empty() => t,
+            (_, Ok(f)) if !f.is_empty() => {
+                std::fs::read_to_string(&f).with_context(|| format!("DRYDOCK_TOKEN_FILE: cannot read {f}"))?.trim().to_string()
+            }
+            _ if local => dir.read_secret(ADMIN_TOKEN_SECRET).context("cannot read the administrator's CLI token")?,
+            _ => bail!("set DRYDOCK_TOKEN (or DRYDOCK_TOKEN_FILE) to a token of an account on {base}"),
+        };
+        let http = reqwest::Client::builder()
+            // The local server may use a self-signed certificate; a remote one must not.
+            .danger_accept_invalid_certs(local)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Client { http, base, token })
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token)
+    }
+
+    async fn send(&self, req: RequestBuilder) -> Result<Response> {
+        let response = req.send().await.with_context(|| format!("cannot reach drydock at {}", self.base))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let message = body.get("message").and_then(Value::as_str).unwrap_or("no details");
+        Err(ApiFailure { status, message: message.to_string() }.into())
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        Ok(self.send(self.request(Method::GET, path)).await?.json().await?)
+    }
+
+    pub async fn send_json<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: &B) -> Result<T> {
+        Ok(self.send(self.request(method, path).json(body)).await?.json().await?)
+    }
+
+    pub async fn send_no_content<B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> Result<()> {
+        let mut req = self.request(method, path);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        self.send(req).await.map(|_| ())
+    }
+}
+
+/// An error answer of the API, kept typed so callers can tell "not found" apart.
+#[derive(Debug, thiserror::Error)]
+#[error("{message} (HTTP {status})")]
+pub struct ApiFailure {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+pub fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ApiFailure>().is_some_and(|f| f.status == StatusCode::NOT_FOUND)
+}
+
+/// Percent-encodes a value for a query string or path segment.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,90 @@
+//! `drydock status` and `drydock version`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use drydock_core::VERSION;
+use serde_json::json;
+
+use crate::cmd::start::healthy;
+use crate::config;
+use crate::instance::DataDir;
+
+/// Exit code of `status` when the server is not running (as LSB init scripts do).
+const NOT_RUNNING: u8 = 3;
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VersionArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn status(dir: &DataDir, args: &StatusArgs) -> Result<ExitCode> {
+    let pid = dir.running_pid();
+    let url = dir.running_url();
+    let answering = match &url {
+        Some(u) => healthy(u).await,
+        None => false,
+    };
+    let running = pid.is_some() && answering;
+    let instance = dir.is_instance();
+    let backend = if instance {
+        config::load(&dir.root, &[])
+            .ok()
+            .and_then(|l| drydock_store::Backend::from_url(&l.config.database.url).ok())
+            .map(|b| b.name())
+    } else {
+        None
+    };
+    let report = json!({
+        "running": running,
+        "pid": pid,
+        "url": url,
+        "version": VERSION,
+        "instanceVersion": dir.instance_version().ok(),
+        "instanceId": dir.instance_id().ok(),
+        "database": backend,
+        "dataDir": dir.root.display().to_string(),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if !instance {
+        println!("no drydock instance in {} (create one with `drydock init` or `drydock start`)", dir.root.display());
+    } else {
+        match (running, pid) {
+            (true, Some(pid)) => println!("drydock is running (pid {pid}) at {}", url.as_deref().unwrap_or("?")),
+            (false, Some(pid)) => println!("drydock (pid {pid}) is starting or not answering its health check"),
+            _ => println!("drydock is stopped"),
+        }
+        println!("  data dir: {}", dir.root.display());
+        println!("  instance: {}", dir.instance_id().unwrap_or_else(|_| "?".into()));
+        println!("  version:  {VERSION} (instance {})", dir.instance_version().unwrap_or_else(|_| "?".into()));
+        println!("  database: {}", backend.unwrap_or("?"));
+    }
+    Ok(if running { ExitCode::SUCCESS } else { ExitCode::from(NOT_RUNNING) })
+}
+
+pub fn version(dir: &DataDir, args: &VersionArgs) -> Result<ExitCode> {
+    let instance_version = dir.instance_version().ok();
+    let schema = drydock_store::MIGRATIONS_SQLITE.iter().map(|m| m.version).max().unwrap_or(0);
+    if args.json {
+        let report = json!({ "version": VERSION, "schema": schema, "instanceVersion": instance_version });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("drydock {VERSION} (database schema {schema})");
+        match instance_version {
+            Some(v) => println!("instance in {}: {v}", dir.root.display()),
+            None => println!("no instance in {}", dir.root.display()),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,79 @@
+//! The `drydock` binary: clap verbs (one module each), config loading, and the wiring of
+//! store, services and server. Admin verbs talk to the running server's API; only offline
+//! work (init, start) opens storage directly.
+
+mod client;
+mod cmd;
+mod config;
+mod instance;
+mod wiring;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::instance::DataDir;
+
+#[derive(Parser)]
+#[command(name = "drydock", version, about = "Self-hosted developer workspaces on your own Docker hosts")]
+struct Cli {
+    /// The instance's data directory.
+    #[arg(long, global = true, env = "DRYDOCK_DATA_DIR", default_value = "./drydock-data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new instance: data dir, config, secrets, database and the first administrator.
+    Init(cmd::init::InitArgs),
+    /// Run the server (initializing the instance first when the data dir holds none).
+    Start(cmd::start::StartArgs),
+    /// Stop the running server gracefully.
+    Stop,
+    /// Stop the server if it runs, then start it in the background.
+    Restart(cmd::start::RestartArgs),
+    /// Whether the server runs, where, and on what.
+    Status(cmd::status::StatusArgs),
+    /// The binary's version and the instance's.
+    Version(cmd::status::VersionArgs),
+    /// Manage users (through the running server).
+    #[command(subcommand)]
+    User(cmd::user::UserCommand),
+    /// Manage your personal API tokens (through the running server).
+    #[command(subcommand)]
+    Token(cmd::token::TokenCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let dir = DataDir::new(&cli.data_dir);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Init(args) => cmd::init::run(&dir, &args).await,
+            Command::Start(args) => cmd::start::run(&dir, &args).await,
+            Command::Stop => cmd::stop::run(&dir).await,
+            Command::Restart(args) => cmd::start::restart(&dir, &args).await,
+            Command::Status(args) => cmd::status::status(&dir, &args).await,
+            Command::Version(args) => cmd::status::version(&dir, &args),
+            Command::User(c) => cmd::user::run(&dir, c).await,
+            Command::Token(c) => cmd::token::run(&dir, c).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! drydock's HTTP face: the JSON API under `/api` (with its OpenAPI document and Swagger
+//! UI), `/metrics`, and the dashboard. Handlers are thin: they parse, call a service of
+//! `drydock-core`, and shape the answer.
+
+pub mod api;
+pub mod auth;
+mod dashboard;
+pub mod error;
+pub mod extract;
+mod jobs;
+pub mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
+use axum::middleware;
+use drydock_core::Drydock;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use error::{ApiError, ApiResult};
+pub use jobs::spawn_background_jobs;
+
+/// Requests bodies above this are refused with 413.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// What the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub drydock: Arc<Drydock>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub settings: Arc<Settings>,
+}
+
+/// The settings the HTTP layer needs, taken from the config at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub metrics_public: bool,
+    /// Mark cookies `Secure` (the server speaks TLS).
+    pub secure_cookies: bool,
+    pub session_ttl_secs: i64,
+    pub instance_id: String,
+}
+
+impl AppState {
+    pub fn new(drydock: Arc<Drydock>, settings: Settings) -> Self {
+        AppState { drydock, metrics: Arc::new(metrics::Metrics::default()), settings: Arc::new(settings) }
+    }
+}
+
+/// The whole application: API, OpenAPI and Swagger UI, metrics, dashboard.
+pub fn app(state: AppState) -> Router {
+    let (api, openapi) = api::router(state.clone());
+    Router::new()
+        .merge(api)
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/swagger").url("/api/openapi.json", openapi))
+        .merge(dashboard::router())
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no such route: {method} {}", uri.path()))
+}
+
+/// TLS files, when the server speaks HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot load the TLS certificate {cert} and key {key}: {reason}")]
+    Tls { cert: String, key: String, reason: String },
+    #[error("the server stopped with an error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves the app on a bound listener until `shutdown` completes, then drains open
+/// requests for up to 10 s.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    tls: Option<TlsFiles>,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    listener.set_nonblocking(true)?;
+    let handle = axum_server::Handle::new();
+    let on_shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        on_shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        Some(files) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
+                .await
+                .map_err(|e| ServeError::Tls {
+                    cert: files.cert.display().to_string(),
+                    key: files.key.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(service).await?;
+        }
+        None => {
+            axum_server::from_tcp(listener)?.handle(handle).serve(service).await?;
+        }
+    }
+    Ok(())
+}

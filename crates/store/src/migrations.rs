@@ -1,0 +1,14 @@
+//! Versioned migrations, embedded in the binary, one list per backend. A shipped
+//! migration is never edited: a change is a new file with the next number.
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub const MIGRATIONS_SQLITE: &[Migration] =
+    &[Migration { version: 1, name: "users", sql: include_str!("../migrations/sqlite/0001_users.sql") }];
+
+pub const MIGRATIONS_POSTGRES: &[Migration] =
+    &[Migration { version: 1, name: "users", sql: include_str!("../migrations/postgres/0001_users.sql") }];
