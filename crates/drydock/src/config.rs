@@ -15,6 +15,7 @@ use toml::value::Table;
 /// Environment variables that are not config keys.
 const NOT_KEYS: &[&str] = &["DRYDOCK_DATA_DIR", "DRYDOCK_TOKEN", "DRYDOCK_URL", "DRYDOCK_TOKEN_FILE"];
 
+#[derive(Debug)]
 pub struct Loaded {
     pub config: Config,
     /// Key path → where its value came from; keys not listed have their default.

@@ -1,0 +1,46 @@
+//! `drydock-bench`: drydock's benchmark programs, one subcommand each. Every figure is
+//! a ratio against a baseline measured in the same run; see BENCHMARKS.md. These are
+//! programs, never timed tests: they report speed and fail only when a run is invalid
+//! (a server that did not start, requests that did not succeed), never because it is slow.
+
+mod api;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: drydock-bench <benchmark> [--help]
+
+benchmarks:
+  api    authenticated GET /api/user against GET /api/health, under wrk on loopback,
+         on SQLite and (when DRYDOCK_TEST_POSTGRES_URL is set) on PostgreSQL
+
+Run them with `bash scripts/bench.sh <benchmark>`, which installs and builds what they need.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (name, rest) = match args.split_first() {
+        Some((name, rest)) => (name.as_str(), rest),
+        None => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match name {
+        "api" => api::run(rest),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        other => {
+            eprintln!("drydock-bench: unknown benchmark '{other}'\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("drydock-bench {name}: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
