@@ -65,7 +65,13 @@ pub struct TokenInfo {
 
 impl From<&Credential> for TokenInfo {
     fn from(c: &Credential) -> Self {
-        TokenInfo { id: c.id.clone(), name: c.name.clone(), created: c.created, expires: c.expires, last_used: c.last_used }
+        TokenInfo {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            created: c.created,
+            expires: c.expires,
+            last_used: c.last_used,
+        }
     }
 }
 
@@ -165,12 +171,8 @@ impl Auth {
         if credential.expires.is_some_and(|e| e <= now) {
             return Err(Error::Unauthorized(NOT_SIGNED_IN.into()));
         }
-        let system_actions = self
-            .store
-            .permission(&user.id, DOMAIN_SYSTEM, None)
-            .await?
-            .map(|p| p.actions)
-            .unwrap_or_default();
+        let system_actions =
+            self.store.permission(&user.id, DOMAIN_SYSTEM, None).await?.map(|p| p.actions).unwrap_or_default();
         let entry = Arc::new(CachedPrincipal {
             principal: Arc::new(Principal {
                 user,

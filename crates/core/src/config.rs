@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -62,19 +62,6 @@ pub struct LogConfig {
     pub level: String,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            tls: TlsConfig::default(),
-            database: DatabaseConfig::default(),
-            auth: AuthConfig::default(),
-            metrics: MetricsConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig { listen: "127.0.0.1:8080".into(), public_url: String::new() }
@@ -98,11 +85,7 @@ impl fmt::Debug for DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig {
-            url: "sqlite://drydock.db".into(),
-            max_connections: 8,
-            busy_timeout: HumanDuration::secs(5),
-        }
+        DatabaseConfig { url: "sqlite://drydock.db".into(), max_connections: 8, busy_timeout: HumanDuration::secs(5) }
     }
 }
 

@@ -42,8 +42,7 @@ impl From<StoreError> for Error {
                 Error::Conflict(format!("{field} '{value}' is already taken"))
             }
             StoreError::Conflict(Conflict::LastSystemAdmin) => Error::Conflict(
-                "refused: this is the last user holding manageSystem; grant it to another user first"
-                    .to_string(),
+                "refused: this is the last user holding manageSystem; grant it to another user first".to_string(),
             ),
             StoreError::Conflict(Conflict::Busy) => {
                 Error::Conflict("the database is busy with a conflicting change; try again".to_string())

@@ -36,7 +36,11 @@ impl Permissions {
                 if permission.instance_id.as_deref().is_some_and(|i| !i.is_empty()) {
                     return Err(Error::invalid("instanceId", "instanceId must be null for the system domain"));
                 }
-                Permission { instance_id: None, actions: canonical_actions(&permission.actions, SYSTEM_ACTIONS)?, ..permission }
+                Permission {
+                    instance_id: None,
+                    actions: canonical_actions(&permission.actions, SYSTEM_ACTIONS)?,
+                    ..permission
+                }
             }
             other => {
                 return Err(Error::invalid("domainId", format!("unknown domainId '{other}'; known domains: system")));
@@ -82,8 +86,9 @@ mod tests {
 
     #[test]
     fn actions_are_checked_and_ordered() {
-        let got = canonical_actions(&["manageUsers".into(), "manageSystem".into(), "manageUsers".into()], SYSTEM_ACTIONS)
-            .unwrap();
+        let got =
+            canonical_actions(&["manageUsers".into(), "manageSystem".into(), "manageUsers".into()], SYSTEM_ACTIONS)
+                .unwrap();
         assert_eq!(got, vec!["manageSystem", "manageUsers"]);
         assert!(canonical_actions(&[], SYSTEM_ACTIONS).is_err());
         assert!(canonical_actions(&["root".into()], SYSTEM_ACTIONS).is_err());

@@ -1,7 +1,7 @@
 //! Passwords (argon2id) and bearer secrets (random, stored as SHA-256 digests).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};

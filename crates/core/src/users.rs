@@ -56,10 +56,7 @@ impl Users {
     }
 
     pub async fn find_by_name(&self, name: &str) -> Result<User> {
-        self.store
-            .user_by_name(name.trim())
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no user is named '{name}'")))
+        self.store.user_by_name(name.trim()).await?.ok_or_else(|| Error::NotFound(format!("no user is named '{name}'")))
     }
 
     pub async fn find_by_email(&self, email: &str) -> Result<User> {
@@ -106,7 +103,9 @@ impl Users {
         validate::password("password", new_password)?;
         if own {
             let current = current_password
-                .ok_or_else(|| Error::invalid("currentPassword", "currentPassword is required to change your own password"))?
+                .ok_or_else(|| {
+                    Error::invalid("currentPassword", "currentPassword is required to change your own password")
+                })?
                 .to_string();
             let (_, hash) = self
                 .store

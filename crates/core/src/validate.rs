@@ -15,10 +15,7 @@ pub fn user_name(name: &str) -> Result<()> {
         return Err(Error::invalid("name", format!("name must be {NAME_MIN} to {NAME_MAX} characters long")));
     }
     if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')) {
-        return Err(Error::invalid(
-            "name",
-            "name may only contain lowercase letters a-z, digits and . _ -",
-        ));
+        return Err(Error::invalid("name", "name may only contain lowercase letters a-z, digits and . _ -"));
     }
     Ok(())
 }
@@ -37,7 +34,9 @@ pub fn email(email: &str) -> Result<()> {
         && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-');
     let local_ok = !local.is_empty()
         && local.len() <= 64
-        && !local.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ',' | ';' | '@'));
+        && !local
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ',' | ';' | '@'));
     if local_ok && domain_ok { Ok(()) } else { Err(bad()) }
 }
 

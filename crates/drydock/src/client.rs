@@ -30,9 +30,10 @@ impl Client {
         };
         let token = match (std::env::var("DRYDOCK_TOKEN"), std::env::var("DRYDOCK_TOKEN_FILE")) {
             (Ok(t), _) if !t.is_empty() => t,
-            (_, Ok(f)) if !f.is_empty() => {
-                std::fs::read_to_string(&f).with_context(|| format!("DRYDOCK_TOKEN_FILE: cannot read {f}"))?.trim().to_string()
-            }
+            (_, Ok(f)) if !f.is_empty() => std::fs::read_to_string(&f)
+                .with_context(|| format!("DRYDOCK_TOKEN_FILE: cannot read {f}"))?
+                .trim()
+                .to_string(),
             _ if local => dir.read_secret(ADMIN_TOKEN_SECRET).context("cannot read the administrator's CLI token")?,
             _ => bail!("set DRYDOCK_TOKEN (or DRYDOCK_TOKEN_FILE) to a token of an account on {base}"),
         };
@@ -63,7 +64,12 @@ impl Client {
         Ok(self.send(self.request(Method::GET, path)).await?.json().await?)
     }
 
-    pub async fn send_json<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: &B) -> Result<T> {
+    pub async fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
         Ok(self.send(self.request(method, path).json(body)).await?.json().await?)
     }
 

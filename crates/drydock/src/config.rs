@@ -74,8 +74,7 @@ pub fn load_from(
             }
             None => (name.clone(), raw, false),
         };
-        let path: Vec<String> =
-            var.trim_start_matches("DRYDOCK_").split("__").map(str::to_lowercase).collect();
+        let path: Vec<String> = var.trim_start_matches("DRYDOCK_").split("__").map(str::to_lowercase).collect();
         let key = path.join(".");
         let default = lookup(&defaults, &path)
             .filter(|v| !v.is_table())
@@ -100,7 +99,7 @@ pub fn load_from(
     let config: Config = serde_path_to_error::deserialize(Value::Table(merged)).map_err(|e| {
         let key = e.path().to_string();
         let origin = sources.get(&key).cloned().unwrap_or_else(|| "the default".into());
-        anyhow!("invalid value for {key} (from {origin}): {}", e.into_inner())
+        anyhow!("invalid value for {key} (from {origin}): {}", e.into_inner().message())
     })?;
     let loaded = Loaded { config, sources, secret_keys };
     validate(&loaded)?;
@@ -141,11 +140,7 @@ fn merge_table(
 fn lookup<'a>(table: &'a Table, path: &[String]) -> Option<&'a Value> {
     let (first, rest) = path.split_first()?;
     let v = table.get(first)?;
-    if rest.is_empty() {
-        Some(v)
-    } else {
-        lookup(v.as_table()?, rest)
-    }
+    if rest.is_empty() { Some(v) } else { lookup(v.as_table()?, rest) }
 }
 
 fn set(table: &mut Table, path: &[String], value: Value) {
@@ -162,7 +157,9 @@ fn set(table: &mut Table, path: &[String], value: Value) {
 fn parse_like(default: &Value, raw: &str) -> Result<Value, String> {
     match default {
         Value::String(_) => Ok(Value::String(raw.to_string())),
-        Value::Integer(_) => raw.trim().parse().map(Value::Integer).map_err(|_| format!("must be an integer, not '{raw}'")),
+        Value::Integer(_) => {
+            raw.trim().parse().map(Value::Integer).map_err(|_| format!("must be an integer, not '{raw}'"))
+        }
         Value::Boolean(_) => match raw.trim() {
             "true" | "1" | "yes" => Ok(Value::Boolean(true)),
             "false" | "0" | "no" => Ok(Value::Boolean(false)),
@@ -235,7 +232,11 @@ mod tests {
     #[test]
     fn precedence_defaults_file_env_flags() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(config_path(dir.path()), "[server]\nlisten = \"127.0.0.1:9000\"\n[database]\nmax_connections = 3\n").unwrap();
+        std::fs::write(
+            config_path(dir.path()),
+            "[server]\nlisten = \"127.0.0.1:9000\"\n[database]\nmax_connections = 3\n",
+        )
+        .unwrap();
         let l = load_from(dir.path(), env(&[("DRYDOCK_DATABASE__MAX_CONNECTIONS", "4")]), &[]).unwrap();
         assert_eq!(l.config.server.listen, "127.0.0.1:9000");
         assert_eq!(l.config.database.max_connections, 4);

@@ -98,9 +98,7 @@ pub fn process_is_drydock(pid: i32) -> bool {
     if status.lines().any(|l| l.starts_with("State:") && l.contains('Z')) {
         return false;
     }
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains("drydock"))
-        .unwrap_or(false)
+    fs::read(format!("/proc/{pid}/cmdline")).map(|c| String::from_utf8_lossy(&c).contains("drydock")).unwrap_or(false)
 }
 
 pub fn read_trimmed(path: &Path) -> Result<String> {

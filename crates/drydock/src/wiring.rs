@@ -24,7 +24,8 @@ pub async fn open_store(dir: &DataDir, config: &Config) -> Result<Arc<dyn Store>
     let options =
         StoreOptions { max_connections: config.database.max_connections, busy_timeout: config.database.busy_timeout.0 };
     let store = connect(&url, &options).await?;
-    let status = store.migrate().await.with_context(|| format!("cannot migrate the database {}", describe_url(&url)))?;
+    let status =
+        store.migrate().await.with_context(|| format!("cannot migrate the database {}", describe_url(&url)))?;
     if status.current > status.known {
         bail!(
             "the database {} has schema version {}, newer than this drydock {VERSION} knows (up to {}): \

@@ -143,18 +143,38 @@ async fn users_and_bad_input(dd: &Instance, admin: &str) -> (Value, String) {
     let cases: Vec<(&str, Option<Value>, Option<&str>, &str)> = vec![
         ("malformed JSON", None, Some("application/json"), "{\"name\": "),
         ("no content type", None, None, "{\"name\":\"bob\",\"email\":\"bob@x.com\",\"password\":\"12345678\"}"),
-        ("wrong content type", None, Some("text/plain"), "{\"name\":\"bob\",\"email\":\"bob@x.com\",\"password\":\"12345678\"}"),
+        (
+            "wrong content type",
+            None,
+            Some("text/plain"),
+            "{\"name\":\"bob\",\"email\":\"bob@x.com\",\"password\":\"12345678\"}",
+        ),
         ("empty body", None, Some("application/json"), ""),
         ("missing field", Some(json!({"name": "bob", "email": "bob@x.com"})), None, "password"),
-        ("unknown field", Some(json!({"name": "bob", "email": "bob@x.com", "password": "12345678", "admin": true})), None, "admin"),
+        (
+            "unknown field",
+            Some(json!({"name": "bob", "email": "bob@x.com", "password": "12345678", "admin": true})),
+            None,
+            "admin",
+        ),
         ("wrong type", Some(json!({"name": 7, "email": "bob@x.com", "password": "12345678"})), None, "name"),
         ("short name", Some(json!({"name": "bo", "email": "bob@x.com", "password": "12345678"})), None, "name"),
         ("long name", Some(json!({"name": long, "email": "bob@x.com", "password": "12345678"})), None, "name"),
-        ("bad characters", Some(json!({"name": "Bob Smith", "email": "bob@x.com", "password": "12345678"})), None, "name"),
+        (
+            "bad characters",
+            Some(json!({"name": "Bob Smith", "email": "bob@x.com", "password": "12345678"})),
+            None,
+            "name",
+        ),
         ("bad email", Some(json!({"name": "bob", "email": "bob-at-x", "password": "12345678"})), None, "email"),
         ("long email", Some(json!({"name": "bob", "email": long_email, "password": "12345678"})), None, "email"),
         ("short password", Some(json!({"name": "bob", "email": "bob@x.com", "password": "1234567"})), None, "password"),
-        ("long password", Some(json!({"name": "bob", "email": "bob@x.com", "password": long_password})), None, "password"),
+        (
+            "long password",
+            Some(json!({"name": "bob", "email": "bob@x.com", "password": long_password})),
+            None,
+            "password",
+        ),
     ];
     for (what, json_body, content_type, detail) in cases {
         let mut req = dd.req(Method::POST, "/api/user").bearer_auth(admin);
@@ -175,7 +195,8 @@ async fn users_and_bad_input(dd: &Instance, admin: &str) -> (Value, String) {
         (json!({"name": "alice", "email": "other@example.com", "password": "12345678"}), "name"),
         (json!({"name": "alice2", "email": "ALICE@example.com", "password": "12345678"}), "email"),
     ] {
-        let (status, body) = answer(dd.req(Method::POST, "/api/user").bearer_auth(admin).json(&body).send().await.unwrap()).await;
+        let (status, body) =
+            answer(dd.req(Method::POST, "/api/user").bearer_auth(admin).json(&body).send().await.unwrap()).await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert!(body["message"].as_str().unwrap().starts_with(which), "{body}");
     }
@@ -188,7 +209,9 @@ async fn users_and_bad_input(dd: &Instance, admin: &str) -> (Value, String) {
 
     // Reading users: by id, by name, by e-mail; unknown ids are 404.
     let id = alice["id"].as_str().unwrap();
-    for path in [format!("/api/user/{id}"), "/api/user/find?name=alice".into(), "/api/user/find?email=alice@example.com".into()] {
+    for path in
+        [format!("/api/user/{id}"), "/api/user/find?name=alice".into(), "/api/user/find?email=alice@example.com".into()]
+    {
         let (status, body) = answer(dd.req(Method::GET, &path).bearer_auth(admin).send().await.unwrap()).await;
         assert_eq!((status, &body["id"]), (StatusCode::OK, &alice["id"]), "{path}");
     }
@@ -212,7 +235,12 @@ async fn users_and_bad_input(dd: &Instance, admin: &str) -> (Value, String) {
     assert_eq!(r.headers()["x-total-count"], "2");
     let r = dd.req(Method::GET, "/api/admin/user/find?namePart=%25").bearer_auth(admin).send().await.unwrap();
     assert_eq!(r.headers()["x-total-count"], "0", "% is taken literally");
-    for bad in ["/api/admin/user?maxItems=abc", "/api/admin/user?maxItems=0", "/api/admin/user?skipCount=-1", "/api/admin/user/find"] {
+    for bad in [
+        "/api/admin/user?maxItems=abc",
+        "/api/admin/user?maxItems=0",
+        "/api/admin/user?skipCount=-1",
+        "/api/admin/user/find",
+    ] {
         let (status, body) = answer(dd.req(Method::GET, bad).bearer_auth(admin).send().await.unwrap()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
@@ -225,11 +253,19 @@ async fn users_and_bad_input(dd: &Instance, admin: &str) -> (Value, String) {
 
 async fn admin_routes_refuse_plain_users(dd: &Instance, token: &str, own_id: &str) {
     let routes: Vec<(Method, String, Option<Value>)> = vec![
-        (Method::POST, "/api/user".into(), Some(json!({"name": "carol", "email": "carol@x.com", "password": "12345678"}))),
+        (
+            Method::POST,
+            "/api/user".into(),
+            Some(json!({"name": "carol", "email": "carol@x.com", "password": "12345678"})),
+        ),
         (Method::DELETE, "/api/user/anything".into(), None),
         (Method::GET, "/api/admin/user".into(), None),
         (Method::GET, "/api/admin/user/find?namePart=a".into(), None),
-        (Method::POST, "/api/permissions".into(), Some(json!({"userId": own_id, "domainId": "system", "instanceId": null, "actions": ["manageSystem"]}))),
+        (
+            Method::POST,
+            "/api/permissions".into(),
+            Some(json!({"userId": own_id, "domainId": "system", "instanceId": null, "actions": ["manageSystem"]})),
+        ),
         (Method::DELETE, format!("/api/permissions/system?user={own_id}"), None),
         (Method::PUT, "/api/user/someone-else/password".into(), Some(json!({"password": "12345678"}))),
         (Method::GET, "/metrics".into(), None),
@@ -250,8 +286,10 @@ async fn admin_routes_refuse_plain_users(dd: &Instance, token: &str, own_id: &st
 
 async fn tokens_and_csrf(dd: &Instance, session: &str) {
     // Create, list, use, revoke.
-    let (status, created) =
-        answer(dd.req(Method::POST, "/api/token").bearer_auth(session).json(&json!({"name": "laptop"})).send().await.unwrap()).await;
+    let (status, created) = answer(
+        dd.req(Method::POST, "/api/token").bearer_auth(session).json(&json!({"name": "laptop"})).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
     let secret = created["token"].as_str().unwrap().to_string();
     assert!(secret.starts_with("ddt_"));
@@ -262,8 +300,11 @@ async fn tokens_and_csrf(dd: &Instance, session: &str) {
     assert!(list[0].get("token").is_none(), "a listed token has no secret");
     let r = dd.req(Method::GET, "/api/user").bearer_auth(&secret).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    for (body, field) in [(json!({"name": ""}), "name"), (json!({"name": "x".repeat(101)}), "name"), (json!({}), "name")] {
-        let (status, b) = answer(dd.req(Method::POST, "/api/token").bearer_auth(session).json(&body).send().await.unwrap()).await;
+    for (body, field) in
+        [(json!({"name": ""}), "name"), (json!({"name": "x".repeat(101)}), "name"), (json!({}), "name")]
+    {
+        let (status, b) =
+            answer(dd.req(Method::POST, "/api/token").bearer_auth(session).json(&body).send().await.unwrap()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(b["message"].as_str().unwrap().contains(field));
     }
@@ -295,13 +336,16 @@ async fn permissions(dd: &Instance, admin: &str, alice: &Value) {
     let id = alice["id"].as_str().unwrap();
     let alice_token = dd.token_for("alice", "alice-password").await;
     // Grant admin rights; alice can now administer users.
-    let grant = json!({"userId": id, "domainId": "system", "instanceId": null, "actions": ["manageUsers", "manageSystem"]});
-    let (status, body) = answer(dd.req(Method::POST, "/api/permissions").bearer_auth(admin).json(&grant).send().await.unwrap()).await;
+    let grant =
+        json!({"userId": id, "domainId": "system", "instanceId": null, "actions": ["manageUsers", "manageSystem"]});
+    let (status, body) =
+        answer(dd.req(Method::POST, "/api/permissions").bearer_auth(admin).json(&grant).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["actions"], json!(["manageSystem", "manageUsers"]));
     let r = dd.req(Method::GET, "/api/admin/user").bearer_auth(&alice_token).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "a grant takes effect at once");
-    let (_, p) = answer(dd.req(Method::GET, "/api/permissions/system").bearer_auth(&alice_token).send().await.unwrap()).await;
+    let (_, p) =
+        answer(dd.req(Method::GET, "/api/permissions/system").bearer_auth(&alice_token).send().await.unwrap()).await;
     assert_eq!(p["actions"], json!(["manageSystem", "manageUsers"]));
 
     // Bad grants.
@@ -309,21 +353,33 @@ async fn permissions(dd: &Instance, admin: &str, alice: &Value) {
         (json!({"userId": id, "domainId": "system", "instanceId": null, "actions": ["root"]}), StatusCode::BAD_REQUEST),
         (json!({"userId": id, "domainId": "system", "instanceId": null, "actions": []}), StatusCode::BAD_REQUEST),
         (json!({"userId": id, "domainId": "galaxy", "instanceId": null, "actions": ["x"]}), StatusCode::BAD_REQUEST),
-        (json!({"userId": id, "domainId": "system", "instanceId": "x", "actions": ["manageUsers"]}), StatusCode::BAD_REQUEST),
-        (json!({"userId": "user-nobody", "domainId": "system", "instanceId": null, "actions": ["manageUsers"]}), StatusCode::NOT_FOUND),
+        (
+            json!({"userId": id, "domainId": "system", "instanceId": "x", "actions": ["manageUsers"]}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"userId": "user-nobody", "domainId": "system", "instanceId": null, "actions": ["manageUsers"]}),
+            StatusCode::NOT_FOUND,
+        ),
     ] {
         let r = dd.req(Method::POST, "/api/permissions").bearer_auth(admin).json(&body).send().await.unwrap();
         assert_eq!(r.status(), status, "{body}");
     }
 
     // Revoke; the last holder of manageSystem keeps it.
-    let r = dd.req(Method::DELETE, &format!("/api/permissions/system?user={id}")).bearer_auth(admin).send().await.unwrap();
+    let r =
+        dd.req(Method::DELETE, &format!("/api/permissions/system?user={id}")).bearer_auth(admin).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = dd.req(Method::GET, "/api/admin/user").bearer_auth(&alice_token).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "a revocation takes effect at once");
     let (_, me) = answer(dd.req(Method::GET, "/api/user").bearer_auth(admin).send().await.unwrap()).await;
     let admin_id = me["id"].as_str().unwrap();
-    let r = dd.req(Method::DELETE, &format!("/api/permissions/system?user={admin_id}")).bearer_auth(admin).send().await.unwrap();
+    let r = dd
+        .req(Method::DELETE, &format!("/api/permissions/system?user={admin_id}"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let demote = json!({"userId": admin_id, "domainId": "system", "instanceId": null, "actions": ["manageUsers"]});
     let r = dd.req(Method::POST, "/api/permissions").bearer_auth(admin).json(&demote).send().await.unwrap();
@@ -341,7 +397,13 @@ async fn passwords(dd: &Instance, admin: &str) {
     let id = me["id"].as_str().unwrap();
     let path = format!("/api/user/{id}/password");
     // Own password: the current one is needed and checked.
-    let r = dd.req(Method::PUT, &path).bearer_auth(&bob).json(&json!({"password": "bob-new-password"})).send().await.unwrap();
+    let r = dd
+        .req(Method::PUT, &path)
+        .bearer_auth(&bob)
+        .json(&json!({"password": "bob-new-password"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let wrong = json!({"password": "bob-new-password", "currentPassword": "nope-nope"});
     let r = dd.req(Method::PUT, &path).bearer_auth(&bob).json(&wrong).send().await.unwrap();
@@ -358,11 +420,21 @@ async fn passwords(dd: &Instance, admin: &str) {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(dd.login("bob", "bob-password").await.status(), StatusCode::UNAUTHORIZED);
     // An admin resets it without the current one.
-    let r = dd.req(Method::PUT, &path).bearer_auth(admin).json(&json!({"password": "bob-password"})).send().await.unwrap();
+    let r =
+        dd.req(Method::PUT, &path).bearer_auth(admin).json(&json!({"password": "bob-password"})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(dd.req(Method::GET, "/api/user").bearer_auth(&bob).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        dd.req(Method::GET, "/api/user").bearer_auth(&bob).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     dd.token_for("bob", "bob-password").await;
-    let r = dd.req(Method::PUT, "/api/user/user-nobody/password").bearer_auth(admin).json(&json!({"password": "12345678"})).send().await.unwrap();
+    let r = dd
+        .req(Method::PUT, "/api/user/user-nobody/password")
+        .bearer_auth(admin)
+        .json(&json!({"password": "12345678"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -402,18 +474,36 @@ async fn metrics_and_openapi(dd: &Instance, admin: &str, plain: &str) {
     assert_eq!(r.status(), StatusCode::OK);
     let text = r.text().await.unwrap();
     assert!(text.contains("drydock_users_total "), "{text}");
-    assert!(text.contains(r#"drydock_http_requests_total{method="GET",route="/api/user/{id}",status="200"}"#), "{text}");
+    assert!(
+        text.contains(r#"drydock_http_requests_total{method="GET",route="/api/user/{id}",status="200"}"#),
+        "{text}"
+    );
     assert!(text.contains("drydock_http_request_duration_seconds_bucket"));
     assert!(!text.contains("route=\"/api/user/user"), "raw paths never become labels");
-    assert_eq!(dd.req(Method::GET, "/metrics").bearer_auth(plain).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        dd.req(Method::GET, "/metrics").bearer_auth(plain).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
 
     let (_, doc) = answer(dd.req(Method::GET, "/api/openapi.json").send().await.unwrap()).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     for p in [
-        "/api/auth/login", "/api/auth/logout", "/api/user", "/api/user/{id}", "/api/user/find", "/api/user/{id}/password",
-        "/api/admin/user", "/api/admin/user/find", "/api/permissions", "/api/permissions/system", "/api/token",
-        "/api/token/{id}", "/api/health", "/api/system/state", "/metrics",
+        "/api/auth/login",
+        "/api/auth/logout",
+        "/api/user",
+        "/api/user/{id}",
+        "/api/user/find",
+        "/api/user/{id}/password",
+        "/api/admin/user",
+        "/api/admin/user/find",
+        "/api/permissions",
+        "/api/permissions/system",
+        "/api/token",
+        "/api/token/{id}",
+        "/api/health",
+        "/api/system/state",
+        "/metrics",
     ] {
         assert!(paths.contains_key(p), "{p} is documented");
     }
@@ -422,7 +512,10 @@ async fn metrics_and_openapi(dd: &Instance, admin: &str, plain: &str) {
 async fn removal(dd: &Instance, admin: &str) {
     let dave = dd.create_user(admin, "dave", "dave-password").await;
     let session = dd.token_for("dave", "dave-password").await;
-    let (_, token) = answer(dd.req(Method::POST, "/api/token").bearer_auth(&session).json(&json!({"name": "ci"})).send().await.unwrap()).await;
+    let (_, token) = answer(
+        dd.req(Method::POST, "/api/token").bearer_auth(&session).json(&json!({"name": "ci"})).send().await.unwrap(),
+    )
+    .await;
     let token = token["token"].as_str().unwrap().to_string();
     let id = dave["id"].as_str().unwrap();
     let r = dd.req(Method::DELETE, &format!("/api/user/{id}")).bearer_auth(admin).send().await.unwrap();
@@ -479,11 +572,7 @@ async fn cli_verbs(dd: &Instance) {
     assert_eq!(me["name"], "admin");
 
     // From elsewhere: --url and DRYDOCK_TOKEN, as frank.
-    let out = dd
-        .command(&["user", "list", "--url", &dd.url])
-        .env("DRYDOCK_TOKEN", &frank)
-        .output()
-        .unwrap();
+    let out = dd.command(&["user", "list", "--url", &dd.url]).env("DRYDOCK_TOKEN", &frank).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let out = dd.command(&["token", "create", "x", "--url", &dd.url]).output().unwrap();
     assert!(!out.status.success() && text(&out).contains("DRYDOCK_TOKEN"));

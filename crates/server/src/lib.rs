@@ -108,12 +108,13 @@ pub async fn serve(
     match tls {
         Some(files) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
-                .await
-                .map_err(|e| ServeError::Tls {
-                    cert: files.cert.display().to_string(),
-                    key: files.key.display().to_string(),
-                    reason: e.to_string(),
+            let config =
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key).await.map_err(|e| {
+                    ServeError::Tls {
+                        cert: files.cert.display().to_string(),
+                        key: files.key.display().to_string(),
+                        reason: e.to_string(),
+                    }
                 })?;
             axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(service).await?;
         }

@@ -63,7 +63,9 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP drydock_http_request_duration_seconds HTTP request latency by method and matched route.\n");
+        out.push_str(
+            "# HELP drydock_http_request_duration_seconds HTTP request latency by method and matched route.\n",
+        );
         out.push_str("# TYPE drydock_http_request_duration_seconds histogram\n");
         for key @ (method, route) in &keys {
             let s = &routes[*key];
@@ -71,7 +73,10 @@ impl Metrics {
             let mut cumulative = 0;
             for (i, bound) in BUCKETS.iter().enumerate() {
                 cumulative += s.buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(out, "drydock_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+                let _ = writeln!(
+                    out,
+                    "drydock_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
             }
             let count = s.count.load(Ordering::Relaxed);
             let _ = writeln!(out, "drydock_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}");

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use drydock_core::Store;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{ConnectOptions, Executor};
+use sqlx::{ConnectOptions, Connection, Executor};
 
 pub use migrations::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
 pub use sql::SqlStore;
@@ -48,7 +48,9 @@ impl Backend {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("database.url has the unsupported scheme '{0}': use sqlite://FILE or postgres://USER:PASSWORD@HOST:PORT/DB")]
+    #[error(
+        "database.url has the unsupported scheme '{0}': use sqlite://FILE or postgres://USER:PASSWORD@HOST:PORT/DB"
+    )]
     Scheme(String),
     #[error("database.url is not a valid URL: {0}")]
     Url(String),
@@ -113,9 +115,14 @@ pub async fn connect_sql(url: &str, options: &StoreOptions) -> Result<SqlStore, 
         }
         _ => url.to_string(),
     };
-    let connect_options = AnyConnectOptions::from_str(&url)
-        .map_err(|e| ConnectError::Url(e.to_string()))?
-        .disable_statement_logging();
+    let connect_options =
+        AnyConnectOptions::from_str(&url).map_err(|e| ConnectError::Url(e.to_string()))?.disable_statement_logging();
+    // One direct attempt first: the pool would retry an unreachable server until its
+    // acquire timeout, and the operator wants the reason at once.
+    let probe = sqlx::AnyConnection::connect_with(&connect_options)
+        .await
+        .map_err(|e| ConnectError::Open { target: target.clone(), reason: e.to_string() })?;
+    let _ = probe.close().await;
     let busy_ms = options.busy_timeout.as_millis();
     let pool = AnyPoolOptions::new()
         .max_connections(options.max_connections.max(1))

@@ -369,15 +369,14 @@ impl Store for SqlStore {
     }
 
     async fn permission(&self, user_id: &str, domain: &str, instance: Option<&str>) -> StoreResult<Option<Permission>> {
-        let row = sqlx::query(
-            "SELECT actions FROM permissions WHERE user_id = $1 AND domain_id = $2 AND instance_id = $3",
-        )
-        .bind(user_id)
-        .bind(domain)
-        .bind(instance.unwrap_or(""))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(other)?;
+        let row =
+            sqlx::query("SELECT actions FROM permissions WHERE user_id = $1 AND domain_id = $2 AND instance_id = $3")
+                .bind(user_id)
+                .bind(domain)
+                .bind(instance.unwrap_or(""))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(other)?;
         match row {
             Some(row) => Ok(Some(Permission {
                 user_id: user_id.to_string(),

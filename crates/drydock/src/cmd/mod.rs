@@ -23,11 +23,7 @@ pub fn confirm(question: &str, yes: bool) -> Result<()> {
     std::io::stderr().flush().ok();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        bail!("cancelled")
-    }
+    if matches!(answer.trim(), "y" | "Y" | "yes") { Ok(()) } else { bail!("cancelled") }
 }
 
 /// A password from a flag or a file (first line), if either was given.

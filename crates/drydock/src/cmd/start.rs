@@ -78,10 +78,8 @@ async fn serve(dir: &DataDir, loaded: Loaded) -> Result<()> {
     let addr: SocketAddr = config.server.listen.parse().context("server.listen")?;
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    let tls = (!config.tls.cert.is_empty()).then(|| TlsFiles {
-        cert: dir.root.join(&config.tls.cert),
-        key: dir.root.join(&config.tls.key),
-    });
+    let tls = (!config.tls.cert.is_empty())
+        .then(|| TlsFiles { cert: dir.root.join(&config.tls.cert), key: dir.root.join(&config.tls.key) });
     if tls.is_none() && !local.ip().is_loopback() {
         tracing::warn!(
             address = %local,
@@ -95,7 +93,8 @@ async fn serve(dir: &DataDir, loaded: Loaded) -> Result<()> {
         local
     };
     let local_url = format!("{scheme}://{reachable}");
-    let public_url = if config.server.public_url.is_empty() { local_url.clone() } else { config.server.public_url.clone() };
+    let public_url =
+        if config.server.public_url.is_empty() { local_url.clone() } else { config.server.public_url.clone() };
 
     let drydock = Arc::new(Drydock::new(store.clone(), &config, Arc::new(SystemClock)));
     let state = AppState::new(
@@ -180,14 +179,13 @@ async fn detach(dir: &DataDir, args: &StartArgs) -> Result<()> {
         if let Some(status) = child.try_wait()? {
             bail!("drydock did not start ({status}); the end of {}:\n{}", log_path.display(), tail(&log_path, 15));
         }
-        if dir.running_pid() == Some(pid) {
-            if let Some(url) = dir.running_url() {
-                if healthy(&url).await {
-                    println!("drydock {VERSION} is running at {url} (pid {pid}); log: {}", log_path.display());
-                    print_sign_in_hint(dir, &url);
-                    return Ok(());
-                }
-            }
+        if dir.running_pid() == Some(pid)
+            && let Some(url) = dir.running_url()
+            && healthy(&url).await
+        {
+            println!("drydock {VERSION} is running at {url} (pid {pid}); log: {}", log_path.display());
+            print_sign_in_hint(dir, &url);
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!(
@@ -201,7 +199,8 @@ async fn detach(dir: &DataDir, args: &StartArgs) -> Result<()> {
 }
 
 pub async fn healthy(url: &str) -> bool {
-    let Ok(client) = reqwest::Client::builder().danger_accept_invalid_certs(true).timeout(Duration::from_secs(2)).build()
+    let Ok(client) =
+        reqwest::Client::builder().danger_accept_invalid_certs(true).timeout(Duration::from_secs(2)).build()
     else {
         return false;
     };

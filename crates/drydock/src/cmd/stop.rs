@@ -26,7 +26,11 @@ pub async fn stop(dir: &DataDir) -> Result<()> {
     let deadline = Instant::now() + STOP_TIMEOUT;
     while process_is_drydock(pid) {
         if Instant::now() > deadline {
-            bail!("drydock (pid {pid}) did not stop within {} s; see {}", STOP_TIMEOUT.as_secs(), dir.log_file().display());
+            bail!(
+                "drydock (pid {pid}) did not stop within {} s; see {}",
+                STOP_TIMEOUT.as_secs(),
+                dir.log_file().display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -95,7 +95,11 @@ pub async fn run(dir: &DataDir, command: UserCommand) -> Result<ExitCode> {
                                    "actions": [MANAGE_SYSTEM, MANAGE_USERS]});
                 let _: Value = client.send_json(Method::POST, "/api/permissions", &grant).await?;
             }
-            println!("created user {name} <{}> with id {id}{}", user["email"].as_str().unwrap_or(""), if admin { " (administrator)" } else { "" });
+            println!(
+                "created user {name} <{}> with id {id}{}",
+                user["email"].as_str().unwrap_or(""),
+                if admin { " (administrator)" } else { "" }
+            );
             if generated {
                 println!("password: {password}");
             }

@@ -56,10 +56,7 @@ impl Drop for PgDatabase {
 }
 
 pub fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
-        .output()
-        .expect("psql runs");
+    let out = Command::new("psql").args([url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql]).output().expect("psql runs");
     assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -142,8 +139,8 @@ impl Instance {
             if let Some(status) = self.server.as_mut().unwrap().try_wait().unwrap() {
                 panic!("drydock start exited: {status}");
             }
-            let pid_ok = std::fs::read_to_string(self.data_dir().join("drydock.pid"))
-                .is_ok_and(|p| p.trim() == pid.to_string());
+            let pid_ok =
+                std::fs::read_to_string(self.data_dir().join("drydock.pid")).is_ok_and(|p| p.trim() == pid.to_string());
             if let (true, Ok(url)) = (pid_ok, std::fs::read_to_string(self.data_dir().join("drydock.url"))) {
                 let url = url.trim().to_string();
                 if self.http.get(format!("{url}/api/health")).send().await.is_ok_and(|r| r.status().is_success()) {

@@ -30,7 +30,11 @@ pub struct PermissionBody {
 #[utoipa::path(post, path = "/api/permissions", tag = "permissions", request_body = PermissionBody,
     responses((status = 200, body = Permission), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn store(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<PermissionBody>) -> ApiResult<Json<Permission>> {
+pub async fn store(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<PermissionBody>,
+) -> ApiResult<Json<Permission>> {
     let permission = Permission {
         user_id: body.user_id,
         domain_id: body.domain_id,
@@ -50,7 +54,11 @@ pub struct RevokeQuery {
 /// Revoke a user's system permissions (needs `manageSystem`; never the last holder's).
 #[utoipa::path(delete, path = "/api/permissions/system", tag = "permissions", params(RevokeQuery),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn revoke_system(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<RevokeQuery>) -> ApiResult<StatusCode> {
+pub async fn revoke_system(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<RevokeQuery>,
+) -> ApiResult<StatusCode> {
     state.drydock.permissions.remove_system(&caller, &q.user).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -26,7 +26,11 @@ pub struct NewToken {
 /// Create a personal API token for the caller. The secret is in this answer only.
 #[utoipa::path(post, path = "/api/token", tag = "tokens", request_body = NewTokenBody,
     responses((status = 201, body = NewToken), (status = 400, body = ErrorBody)))]
-pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<NewTokenBody>) -> ApiResult<(StatusCode, Json<NewToken>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewTokenBody>,
+) -> ApiResult<(StatusCode, Json<NewToken>)> {
     let (info, token) = state.drydock.auth.create_token(&caller, &body.name).await?;
     Ok((StatusCode::CREATED, Json(NewToken { info, token })))
 }

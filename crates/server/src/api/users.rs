@@ -38,7 +38,11 @@ pub struct FindQuery {
 /// A user by exact name or e-mail.
 #[utoipa::path(get, path = "/api/user/find", tag = "users", params(FindQuery),
     responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn find(State(state): State<AppState>, _caller: Caller, ApiQuery(q): ApiQuery<FindQuery>) -> ApiResult<Json<User>> {
+pub async fn find(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<FindQuery>,
+) -> ApiResult<Json<User>> {
     let users = &state.drydock.users;
     let user = match (q.name, q.email) {
         (Some(name), None) => users.find_by_name(&name).await?,
@@ -60,7 +64,11 @@ pub struct NewUserBody {
 #[utoipa::path(post, path = "/api/user", tag = "users", request_body = NewUserBody,
     responses((status = 201, body = User), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 409, description = "The name or the e-mail is taken", body = ErrorBody)))]
-pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<NewUserBody>) -> ApiResult<Response> {
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewUserBody>,
+) -> ApiResult<Response> {
     let input = CreateUser { name: body.name, email: body.email, password: body.password };
     let user = state.drydock.users.create(&caller, input).await?;
     let location = HeaderValue::from_str(&format!("/api/user/{}", user.id)).map_err(ApiError::internal)?;
@@ -101,7 +109,11 @@ pub async fn set_password(
 /// All users, a page at a time (needs `manageUsers`). The total is in `X-Total-Count`.
 #[utoipa::path(get, path = "/api/admin/user", tag = "users", params(PageQuery),
     responses((status = 200, body = Vec<User>), (status = 403, body = ErrorBody)))]
-pub async fn admin_list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Response> {
+pub async fn admin_list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Response> {
     let (users, total) =
         state.drydock.users.list(&caller, &UserFilter::default(), page(q.max_items, q.skip_count)?).await?;
     Ok(paged(users, total))
@@ -122,7 +134,11 @@ pub struct AdminFindQuery {
 /// Users whose name or e-mail contains a part (needs `manageUsers`).
 #[utoipa::path(get, path = "/api/admin/user/find", tag = "users", params(AdminFindQuery),
     responses((status = 200, body = Vec<User>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn admin_find(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<AdminFindQuery>) -> ApiResult<Response> {
+pub async fn admin_find(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<AdminFindQuery>,
+) -> ApiResult<Response> {
     if q.name_part.is_none() && q.email_part.is_none() {
         return Err(ApiError::bad_request(Some("namePart"), "give namePart or emailPart"));
     }
