@@ -219,11 +219,16 @@ impl Auth {
     /// Signs in with a name or e-mail and a password. Throttled per account after too many
     /// failures: the caller gets `Throttled` without the password being checked.
     pub async fn login(&self, login: &str, password: &str) -> Result<NewSession> {
-        let key = login.trim().to_lowercase();
+        let login = login.trim().to_lowercase();
+        let found = self.store.user_for_login(&login).await?;
+        // Failures count per account, whether it was named by its name or its e-mail.
+        let key = match &found {
+            Some((user, _)) => user.id.clone(),
+            None => format!("unknown:{login}"),
+        };
         if let Some(retry_after_secs) = self.throttled_for(&key) {
             return Err(Error::Throttled { retry_after_secs });
         }
-        let found = self.store.user_for_login(&key).await?;
         let (user, hash) = match found {
             Some((user, hash)) => (Some(user), hash),
             None => (None, self.dummy_hash.clone()),

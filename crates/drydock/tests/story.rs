@@ -453,12 +453,13 @@ async fn concurrent_creates(dd: &Instance, admin: &str) {
 
 async fn throttling(dd: &Instance) {
     dd.create_user(&dd.token_for("admin", ADMIN_PASSWORD).await, "carol", "carol-password").await;
-    for _ in 0..5 {
-        assert_eq!(dd.login("carol", "wrong-password").await.status(), StatusCode::UNAUTHORIZED);
+    // Failures count per account, however it is named.
+    for login in ["carol", "carol@example.com", "carol", "CAROL@example.com", "carol"] {
+        assert_eq!(dd.login(login, "wrong-password").await.status(), StatusCode::UNAUTHORIZED);
     }
     // The sixth try is refused before the password is even checked, with Retry-After.
-    for password in ["wrong-password", "carol-password"] {
-        let r = dd.login("carol", password).await;
+    for (login, password) in [("carol", "wrong-password"), ("carol@example.com", "carol-password")] {
+        let r = dd.login(login, password).await;
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=30).contains(&retry), "Retry-After {retry}");
