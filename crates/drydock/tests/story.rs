@@ -587,3 +587,54 @@ async fn cli_verbs(dd: &Instance) {
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(version["instanceVersion"], env!("CARGO_PKG_VERSION"));
 }
+
+/// Two administrators revoking each other at once: exactly one wins, and one holder of
+/// `manageSystem` always remains.
+async fn last_admin_race(backend: Backend) {
+    let Some(mut dd) = Instance::init(backend) else { return };
+    dd.start().await;
+    let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
+    for round in 0..5 {
+        let name = format!("second{round}");
+        let other = dd.create_user(&admin, &name, "second-password").await;
+        let other_id = other["id"].as_str().unwrap().to_string();
+        let grant = json!({"userId": other_id, "domainId": "system", "instanceId": null, "actions": ["manageSystem", "manageUsers"]});
+        let r = dd.req(Method::POST, "/api/permissions").bearer_auth(&admin).json(&grant).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let other_token = dd.token_for(&name, "second-password").await;
+        let (_, me) = answer(dd.req(Method::GET, "/api/user").bearer_auth(&admin).send().await.unwrap()).await;
+        let admin_id = me["id"].as_str().unwrap().to_string();
+
+        let (a, b) = tokio::join!(
+            dd.req(Method::DELETE, &format!("/api/permissions/system?user={other_id}")).bearer_auth(&admin).send(),
+            dd.req(Method::DELETE, &format!("/api/permissions/system?user={admin_id}"))
+                .bearer_auth(&other_token)
+                .send(),
+        );
+        let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+        statuses.sort();
+        // Either one revocation wins (204) and the other finds the last holder (409), or the
+        // second request already lost its right to revoke (403).
+        assert!(statuses == [204, 409] || statuses == [204, 403], "round {round}: {statuses:?}");
+        let (_, p) =
+            answer(dd.req(Method::GET, "/api/permissions/system").bearer_auth(&admin).send().await.unwrap()).await;
+        if p["actions"].as_array().unwrap().is_empty() {
+            // The other one won: hand the rights back for the next round.
+            let back = json!({"userId": admin_id, "domainId": "system", "instanceId": null, "actions": ["manageSystem", "manageUsers"]});
+            let r =
+                dd.req(Method::POST, "/api/permissions").bearer_auth(&other_token).json(&back).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    }
+    dd.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn last_admin_race_sqlite() {
+    last_admin_race(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn last_admin_race_postgres() {
+    last_admin_race(Backend::Postgres).await;
+}
