@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -23,21 +24,34 @@ struct RouteStats {
     sum_micros: AtomicU64,
 }
 
+/// Stats by route pattern, then by method: looked up with borrowed keys, so recording a
+/// request allocates nothing once its route has been seen.
 #[derive(Default)]
 pub struct Metrics {
-    routes: RwLock<HashMap<(String, String), Arc<RouteStats>>>,
+    routes: RwLock<HashMap<String, ByMethod>>,
 }
 
+type ByMethod = Vec<(Method, Arc<RouteStats>)>;
+
 impl Metrics {
-    fn stats(&self, method: &str, route: &str) -> Arc<RouteStats> {
-        let key = (method.to_string(), route.to_string());
-        if let Some(s) = self.routes.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            return s.clone();
+    fn stats(&self, method: &Method, route: &str) -> Arc<RouteStats> {
+        let find = |methods: &ByMethod| methods.iter().find(|(m, _)| m == method).map(|(_, s)| s.clone());
+        if let Some(s) = self.routes.read().unwrap_or_else(|e| e.into_inner()).get(route).and_then(find) {
+            return s;
         }
-        self.routes.write().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone()
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        let methods = routes.entry(route.to_string()).or_default();
+        match find(methods) {
+            Some(s) => s,
+            None => {
+                let s = Arc::new(RouteStats::default());
+                methods.push((method.clone(), s.clone()));
+                s
+            }
+        }
     }
 
-    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    pub fn observe(&self, method: &Method, route: &str, status: u16, seconds: f64) {
         let stats = self.stats(method, route);
         *stats.by_status.lock().unwrap_or_else(|e| e.into_inner()).entry(status).or_default() += 1;
         if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
@@ -51,12 +65,15 @@ impl Metrics {
     pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
         let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
-        let mut keys: Vec<_> = routes.keys().collect();
-        keys.sort();
+        let mut all: Vec<(&str, &Method, &RouteStats)> = routes
+            .iter()
+            .flat_map(|(route, methods)| methods.iter().map(move |(m, s)| (route.as_str(), m, s.as_ref())))
+            .collect();
+        all.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
         out.push_str("# HELP drydock_http_requests_total HTTP requests by method, matched route and status.\n");
         out.push_str("# TYPE drydock_http_requests_total counter\n");
-        for key @ (method, route) in &keys {
-            for (status, n) in routes[*key].by_status.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (route, method, s) in &all {
+            for (status, n) in s.by_status.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 let _ = writeln!(
                     out,
                     "drydock_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
@@ -67,8 +84,7 @@ impl Metrics {
             "# HELP drydock_http_request_duration_seconds HTTP request latency by method and matched route.\n",
         );
         out.push_str("# TYPE drydock_http_request_duration_seconds histogram\n");
-        for key @ (method, route) in &keys {
-            let s = &routes[*key];
+        for (route, method, s) in &all {
             let labels = format!("method=\"{method}\",route=\"{route}\"");
             let mut cumulative = 0;
             for (i, bound) in BUCKETS.iter().enumerate() {
@@ -95,12 +111,12 @@ impl Metrics {
 /// they failed (a busy server must not log a line per request by default).
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
     let seconds = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
-    let route = route.as_deref().unwrap_or("unmatched");
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     state.metrics.observe(&method, route, status, seconds);
     if status >= 500 {
         tracing::warn!(%method, route, status, ms = seconds * 1e3, "request");
