@@ -619,11 +619,14 @@ async fn last_admin_race(backend: Backend) {
         let (_, p) =
             answer(dd.req(Method::GET, "/api/permissions/system").bearer_auth(&admin).send().await.unwrap()).await;
         if p["actions"].as_array().unwrap().is_empty() {
-            // The other one won: hand the rights back for the next round.
+            // The other one won: it hands the rights back, and loses its own, for the next round.
             let back = json!({"userId": admin_id, "domainId": "system", "instanceId": null, "actions": ["manageSystem", "manageUsers"]});
             let r =
                 dd.req(Method::POST, "/api/permissions").bearer_auth(&other_token).json(&back).send().await.unwrap();
             assert_eq!(r.status(), StatusCode::OK);
+            let path = format!("/api/permissions/system?user={other_id}");
+            let r = dd.req(Method::DELETE, &path).bearer_auth(&admin).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::NO_CONTENT);
         }
     }
     dd.stop();

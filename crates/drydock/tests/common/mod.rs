@@ -194,7 +194,7 @@ impl Instance {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED, "create {name}");
+        assert_eq!(r.status(), StatusCode::CREATED, "create {name}: {}", r.text().await.unwrap_or_default());
         r.json().await.unwrap()
     }
 
