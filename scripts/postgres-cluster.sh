@@ -3,7 +3,7 @@
 # trust auth, fsync off. Never touches a system cluster.
 #
 #   source scripts/postgres-cluster.sh   # defines pg_cluster_start / pg_cluster_stop
-#   pg_cluster_start                     # exports DRYDOCK_TEST_POSTGRES_URL
+#   pg_cluster_start                     # exports TEST_POSTGRES_URL
 #   pg_cluster_stop
 set -euo pipefail
 
@@ -34,8 +34,8 @@ pg_cluster_start() {
     -o "-p $port -k $PG_CLUSTER_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=400" \
     start >/dev/null
   export PG_CLUSTER_DIR PG_CLUSTER_BIN="$bin"
-  export DRYDOCK_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
-  echo "PostgreSQL test cluster: $DRYDOCK_TEST_POSTGRES_URL ($PG_CLUSTER_DIR)" >&2
+  export TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  echo "PostgreSQL test cluster: $TEST_POSTGRES_URL ($PG_CLUSTER_DIR)" >&2
 }
 
 pg_cluster_stop() {

@@ -12,7 +12,7 @@ usage: drydock-bench <benchmark> [--help]
 
 benchmarks:
   api    authenticated GET /api/user against GET /api/health, under wrk on loopback,
-         on SQLite and (when DRYDOCK_TEST_POSTGRES_URL is set) on PostgreSQL
+         on SQLite and (when TEST_POSTGRES_URL is set) on PostgreSQL
 
 Run them with `bash scripts/bench.sh <benchmark>`, which installs and builds what they need.";
 

@@ -94,7 +94,7 @@ struct CachedPrincipal {
 #[derive(Default)]
 pub struct PrincipalCache {
     generation: AtomicU64,
-    entries: RwLock<HashMap<String, Arc<CachedPrincipal>>>,
+    entries: RwLock<HashMap<[u8; 32], Arc<CachedPrincipal>>>,
 }
 
 impl PrincipalCache {
@@ -104,11 +104,11 @@ impl PrincipalCache {
         entries.clear();
     }
 
-    fn get(&self, digest: &str) -> Option<Arc<CachedPrincipal>> {
+    fn get(&self, digest: &[u8; 32]) -> Option<Arc<CachedPrincipal>> {
         self.entries.read().unwrap_or_else(|e| e.into_inner()).get(digest).cloned()
     }
 
-    fn insert(&self, generation: u64, digest: String, entry: Arc<CachedPrincipal>) {
+    fn insert(&self, generation: u64, digest: [u8; 32], entry: Arc<CachedPrincipal>) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if self.generation.load(Ordering::SeqCst) != generation {
             return;
@@ -156,7 +156,7 @@ impl Auth {
 
     /// Who holds this session or token secret.
     pub async fn authenticate(&self, secret: &str) -> Result<Arc<Principal>> {
-        let digest = secret::digest(secret);
+        let digest = secret::digest_bytes(secret);
         let now = self.clock.now();
         if let Some(entry) = self.cache.get(&digest) {
             if entry.expires.is_none_or(|e| e > now) {
@@ -166,8 +166,11 @@ impl Auth {
             return Err(Error::Unauthorized(NOT_SIGNED_IN.into()));
         }
         let generation = self.cache.generation.load(Ordering::SeqCst);
-        let (credential, user) =
-            self.store.credential_by_digest(&digest).await?.ok_or_else(|| Error::Unauthorized(NOT_SIGNED_IN.into()))?;
+        let (credential, user) = self
+            .store
+            .credential_by_digest(&hex::encode(digest))
+            .await?
+            .ok_or_else(|| Error::Unauthorized(NOT_SIGNED_IN.into()))?;
         if credential.expires.is_some_and(|e| e <= now) {
             return Err(Error::Unauthorized(NOT_SIGNED_IN.into()));
         }

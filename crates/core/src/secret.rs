@@ -22,7 +22,12 @@ pub fn new_secret(prefix: &str) -> String {
 /// The digest a secret is stored and looked up by. A fast hash is right here: the secret
 /// has 256 random bits, so it cannot be guessed, only stolen.
 pub fn digest(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    hex::encode(digest_bytes(secret))
+}
+
+/// The raw digest, for in-memory lookups that need no text.
+pub fn digest_bytes(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
 }
 
 /// The CSRF token of a cookie session: derived from the session secret, so the server

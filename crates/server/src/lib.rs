@@ -29,12 +29,22 @@ pub use jobs::spawn_background_jobs;
 /// Requests bodies above this are refused with 413.
 pub const BODY_LIMIT: usize = 1 << 20;
 
-/// What the handlers share. Cheap to clone.
+/// What the handlers share. One `Arc`, so the several clones a request makes cost one
+/// reference count each.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub drydock: Arc<Drydock>,
-    pub metrics: Arc<metrics::Metrics>,
-    pub settings: Arc<Settings>,
+    pub metrics: metrics::Metrics,
+    pub settings: Settings,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// The settings the HTTP layer needs, taken from the config at start-up.
@@ -49,7 +59,7 @@ pub struct Settings {
 
 impl AppState {
     pub fn new(drydock: Arc<Drydock>, settings: Settings) -> Self {
-        AppState { drydock, metrics: Arc::new(metrics::Metrics::default()), settings: Arc::new(settings) }
+        AppState(Arc::new(Shared { drydock, metrics: metrics::Metrics::default(), settings }))
     }
 }
 

@@ -21,13 +21,13 @@ pub enum Backend {
 /// The PostgreSQL server of the suite (started by `.ci/run`). Under CI a missing server
 /// fails the test; elsewhere the test says it skipped.
 pub fn postgres_url() -> Option<String> {
-    match std::env::var("DRYDOCK_TEST_POSTGRES_URL") {
+    match std::env::var("TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("DRYDOCK_TEST_POSTGRES_URL is not set under CI=true: run the suite with `bash .ci/run`")
+            panic!("TEST_POSTGRES_URL is not set under CI=true: run the suite with `bash .ci/run`")
         }
         _ => {
-            eprintln!("SKIPPED: DRYDOCK_TEST_POSTGRES_URL is not set (run the suite with `bash .ci/run`)");
+            eprintln!("SKIPPED: TEST_POSTGRES_URL is not set (run the suite with `bash .ci/run`)");
             None
         }
     }

@@ -1,0 +1,679 @@
+//! `drydock-bench api`: authenticated `GET /api/user` throughput and p99 latency under wrk on
+//! loopback, against unauthenticated `GET /api/health` measured in the same run as the
+//! baseline, on SQLite and, when `TEST_POSTGRES_URL` is set, on PostgreSQL.
+//!
+//! Each backend gets a fresh instance made by the real release binary (`drydock init`, then
+//! `drydock start --detach` on port 0), and a fresh database on PostgreSQL. Whatever happens,
+//! the server is stopped, the database dropped and the data dir removed (by `Drop` guards).
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use tempfile::TempDir;
+
+const HELP: &str = "\
+usage: drydock-bench api
+
+Measures GET /api/health (no credentials: the baseline), then GET /api/user with the
+administrator's Bearer token, each under wrk on loopback, on SQLite and, when
+TEST_POSTGRES_URL is set, on a fresh database of that PostgreSQL server.
+Prints a markdown table; fails only when a run is invalid (e.g. any non-2xx answer).
+
+environment:
+  DRYDOCK_BIN                the drydock binary (default: target/release/drydock in the workspace)
+  TEST_POSTGRES_URL  a PostgreSQL server URL (its database is used to create and drop ours)
+  BENCH_SECONDS              duration of each measured wrk run (default 10)
+  BENCH_WARMUP_SECONDS       unmeasured wrk run before each measured one (default 2; 0: none)
+  BENCH_THREADS              wrk threads, -t (default 2)
+  BENCH_CONNECTIONS          wrk connections, -c (default 64)";
+
+/// The administrator's password in the throwaway instances.
+const ADMIN_PASSWORD: &str = "bench-admin-password-1";
+const ADMIN_NAME: &str = "admin";
+/// The issue's aim for authenticated requests on SQLite.
+const AIM_RATE: f64 = 10_000.0;
+const AIM_RATIO: f64 = 0.5;
+
+pub fn run(args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{HELP}");
+        return Ok(());
+    }
+    if let Some(arg) = args.first() {
+        bail!("unexpected argument '{arg}'\n\n{HELP}");
+    }
+    let settings = Settings::from_env()?;
+    let bin = drydock_bin()?;
+    let wrk_version = wrk_version()?;
+    let drydock_version = first_line(&run_checked(Command::new(&bin).arg("--version"), "drydock --version")?.stdout);
+
+    // Other work on the machine skews every figure, the baseline's too: say how busy it was.
+    let load_before = load_average();
+    let mut backends = vec![Backend::Sqlite];
+    match std::env::var("TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => backends.push(Backend::Postgres(url)),
+        _ => eprintln!("note: TEST_POSTGRES_URL is not set: PostgreSQL is skipped"),
+    }
+
+    let mut results = Vec::new();
+    for backend in &backends {
+        eprintln!("== {}", backend.label());
+        results.push(bench_backend(&bin, backend, &settings)?);
+    }
+
+    let load = format!("{load_before} before the run, {} after it", load_average());
+    print!("{}", report(&settings, &wrk_version, &drydock_version, &load, &results));
+    Ok(())
+}
+
+struct Settings {
+    seconds: u32,
+    warmup_seconds: u32,
+    threads: u32,
+    connections: u32,
+}
+
+impl Settings {
+    fn from_env() -> Result<Settings> {
+        let s = Settings {
+            seconds: env_u32("BENCH_SECONDS", 10, 1)?,
+            warmup_seconds: env_u32("BENCH_WARMUP_SECONDS", 2, 0)?,
+            threads: env_u32("BENCH_THREADS", 2, 1)?,
+            connections: env_u32("BENCH_CONNECTIONS", 64, 1)?,
+        };
+        ensure!(
+            s.connections >= s.threads,
+            "BENCH_CONNECTIONS ({}) must be at least BENCH_THREADS ({}): wrk gives each thread its own connections",
+            s.connections,
+            s.threads
+        );
+        Ok(s)
+    }
+
+    fn describe(&self) -> String {
+        let warmup = match self.warmup_seconds {
+            0 => "no warm-up".to_string(),
+            n => format!("after an unmeasured {n} s run of the same route"),
+        };
+        format!("`wrk -t{} -c{} -d{}s --latency`, {warmup}", self.threads, self.connections, self.seconds)
+    }
+}
+
+fn env_u32(name: &str, default: u32, min: u32) -> Result<u32> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            let n: u32 = v.trim().parse().with_context(|| format!("{name}={v}: not a whole number"))?;
+            ensure!(n >= min, "{name}={v}: must be at least {min}");
+            Ok(n)
+        }
+        _ => Ok(default),
+    }
+}
+
+enum Backend {
+    Sqlite,
+    /// The URL of a PostgreSQL server whose database lets us create and drop ours.
+    Postgres(String),
+}
+
+impl Backend {
+    fn label(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres(_) => "PostgreSQL",
+        }
+    }
+}
+
+/// One backend's figures.
+struct BackendResult {
+    label: String,
+    health: WrkRun,
+    user: WrkRun,
+}
+
+fn bench_backend(bin: &Path, backend: &Backend, settings: &Settings) -> Result<BackendResult> {
+    let mut instance = Instance::create(bin, backend)?;
+    instance.init()?;
+    instance.start()?;
+    let url = instance.url()?;
+    let token = instance.admin_token()?;
+    eprintln!("drydock is running at {url}");
+
+    // A benchmark of 401s is worthless: check that each route answers as it should first.
+    let (status, body) = http_get(&url, "/api/health", None)?;
+    ensure!(status == 200, "GET /api/health answered {status}: {body}");
+    let (status, body) = http_get(&url, "/api/user", None)?;
+    ensure!(status == 401, "GET /api/user without credentials answered {status}, not 401: {body}");
+    let (status, body) = http_get(&url, "/api/user", Some(&token))?;
+    ensure!(status == 200, "GET /api/user with the admin token answered {status}, not 200: {body}");
+    let me: serde_json::Value =
+        serde_json::from_str(&body).with_context(|| format!("GET /api/user: not JSON: {body}"))?;
+    ensure!(me["name"] == ADMIN_NAME, "GET /api/user answered another user than '{ADMIN_NAME}': {body}");
+
+    let health = measure(&url, "/api/health", None, settings)?;
+    let user = measure(&url, "/api/user", Some(&token), settings)?;
+    instance.stop()?;
+
+    let label = match &instance.db {
+        None => "SQLite".to_string(),
+        Some(db) => format!("PostgreSQL {}", postgres_version(&db.server).unwrap_or_default()).trim().to_string(),
+    };
+    Ok(BackendResult { label, health, user })
+}
+
+/// An optional warm-up run, then the measured one; fails on any non-2xx answer.
+fn measure(url: &str, path: &str, token: Option<&str>, settings: &Settings) -> Result<WrkRun> {
+    if settings.warmup_seconds > 0 {
+        eprintln!("warming up GET {path} for {} s", settings.warmup_seconds);
+        let warmup = wrk(url, path, token, settings.warmup_seconds, settings)?;
+        ensure!(warmup.non_2xx == 0, "GET {path}: {} non-2xx answers while warming up", warmup.non_2xx);
+    }
+    eprintln!("measuring GET {path} for {} s", settings.seconds);
+    let run = wrk(url, path, token, settings.seconds, settings)?;
+    ensure!(
+        run.non_2xx == 0,
+        "GET {path}: {} of {} answers were not 2xx or 3xx: the figures would not measure the route\n{}",
+        run.non_2xx,
+        run.requests,
+        run.raw
+    );
+    ensure!(run.requests > 0, "GET {path}: wrk made no request\n{}", run.raw);
+    if run.socket_errors > 0 {
+        eprintln!("warning: GET {path}: wrk counted {} socket errors\n{}", run.socket_errors, run.raw);
+    }
+    eprintln!("  {:.0} requests/s, p99 {}", run.rate, format_latency(run.p99_micros));
+    Ok(run)
+}
+
+// ---------------------------------------------------------------------------------------
+// wrk
+
+#[derive(Debug)]
+struct WrkRun {
+    rate: f64,
+    p99_micros: f64,
+    requests: u64,
+    non_2xx: u64,
+    socket_errors: u64,
+    raw: String,
+}
+
+fn wrk(url: &str, path: &str, token: Option<&str>, seconds: u32, settings: &Settings) -> Result<WrkRun> {
+    let mut cmd = Command::new("wrk");
+    cmd.arg(format!("-t{}", settings.threads))
+        .arg(format!("-c{}", settings.connections))
+        .arg(format!("-d{seconds}s"))
+        .arg("--latency");
+    if let Some(token) = token {
+        cmd.arg("-H").arg(format!("Authorization: Bearer {token}"));
+    }
+    cmd.arg(format!("{url}{path}")).stdin(Stdio::null());
+    let out = run_checked(&mut cmd, &format!("wrk on {path}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    parse_wrk(&text).with_context(|| format!("cannot read wrk's output:\n{text}"))
+}
+
+fn parse_wrk(text: &str) -> Result<WrkRun> {
+    let mut rate = None;
+    let mut p99 = None;
+    let mut requests = None;
+    let mut non_2xx = 0;
+    let mut socket_errors = 0;
+    let mut in_distribution = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Latency Distribution") {
+            in_distribution = true;
+        } else if let Some(v) = line.strip_prefix("Requests/sec:") {
+            rate = Some(v.trim().parse::<f64>().with_context(|| format!("Requests/sec '{v}'"))?);
+        } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            non_2xx = v.trim().parse().with_context(|| format!("Non-2xx '{v}'"))?;
+        } else if let Some(v) = line.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            for part in v.split(',') {
+                let n = part.split_whitespace().nth(1).unwrap_or("0");
+                socket_errors += n.parse::<u64>().with_context(|| format!("Socket errors '{v}'"))?;
+            }
+        } else if in_distribution && let Some(v) = line.strip_prefix("99%") {
+            p99 = Some(parse_duration_micros(v.trim())?);
+        } else if let Some((n, rest)) = line.split_once(" requests in ")
+            && rest.contains(" read")
+        {
+            requests = Some(n.trim().parse::<u64>().with_context(|| format!("request count '{n}'"))?);
+        }
+    }
+    Ok(WrkRun {
+        rate: rate.context("no Requests/sec line")?,
+        p99_micros: p99.context("no 99% line in the latency distribution (is --latency given?)")?,
+        requests: requests.context("no 'N requests in' line")?,
+        non_2xx,
+        socket_errors,
+        raw: text.to_string(),
+    })
+}
+
+/// wrk's durations: a number and one of us, ms, s, m, h.
+fn parse_duration_micros(v: &str) -> Result<f64> {
+    let split =
+        v.find(|c: char| !(c.is_ascii_digit() || c == '.')).with_context(|| format!("duration '{v}' has no unit"))?;
+    let (number, unit) = v.split_at(split);
+    let number: f64 = number.parse().with_context(|| format!("duration '{v}'"))?;
+    let factor = match unit.trim() {
+        "us" => 1.0,
+        "ms" => 1e3,
+        "s" => 1e6,
+        "m" => 60e6,
+        "h" => 3600e6,
+        other => bail!("duration '{v}': unknown unit '{other}'"),
+    };
+    Ok(number * factor)
+}
+
+fn format_latency(micros: f64) -> String {
+    if micros < 1000.0 { format!("{micros:.0} µs") } else { format!("{:.2} ms", micros / 1000.0) }
+}
+
+fn wrk_version() -> Result<String> {
+    // `wrk -v` prints its version and usage, and exits 1.
+    let out = Command::new("wrk").arg("-v").stdin(Stdio::null()).output().context(
+        "cannot run wrk: install it (`apt-get install wrk`), or run `bash scripts/bench.sh api`, which does",
+    )?;
+    let text = [out.stdout, out.stderr].concat();
+    let line = first_line(&text);
+    // "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer"
+    Ok(line.split(" Copyright").next().unwrap_or(&line).trim().to_string())
+}
+
+// ---------------------------------------------------------------------------------------
+// The instance under test
+
+/// A throwaway drydock instance. Dropping it stops its server, then (field order) drops its
+/// PostgreSQL database, then removes its temp dir.
+struct Instance {
+    bin: PathBuf,
+    data_dir: PathBuf,
+    /// The only `DRYDOCK_*` variables the drydock processes see.
+    env: Vec<(String, String)>,
+    /// `drydock start` was run: the server may be up.
+    started: bool,
+    db: Option<PgDatabase>,
+    tmp: TempDir,
+}
+
+impl Instance {
+    fn create(bin: &Path, backend: &Backend) -> Result<Instance> {
+        let tmp = tempfile::Builder::new().prefix("drydock-bench.").tempdir().context("cannot create a temp dir")?;
+        let password_file = tmp.path().join("admin-password");
+        std::fs::write(&password_file, format!("{ADMIN_PASSWORD}\n"))?;
+        let mut env = Vec::new();
+        let db = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres(server) => {
+                let db = PgDatabase::create(server)?;
+                env.push(("DRYDOCK_DATABASE__URL".to_string(), db.url.clone()));
+                Some(db)
+            }
+        };
+        Ok(Instance { bin: bin.to_path_buf(), data_dir: tmp.path().join("data"), env, started: false, db, tmp })
+    }
+
+    fn command(&self, verb: &str) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg(verb).arg("--data-dir").arg(&self.data_dir);
+        // Ours (DRYDOCK_BIN, TEST_POSTGRES_URL) are not config keys: drydock refuses them.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("DRYDOCK_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null());
+        cmd
+    }
+
+    fn init(&self) -> Result<()> {
+        let mut cmd = self.command("init");
+        cmd.arg("--admin-name")
+            .arg(ADMIN_NAME)
+            .arg("--admin-password-file")
+            .arg(self.tmp.path().join("admin-password"));
+        run_checked(&mut cmd, "drydock init")?;
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<()> {
+        self.started = true;
+        let mut cmd = self.command("start");
+        cmd.args(["--listen", "127.0.0.1:0", "--detach"]);
+        run_checked(&mut cmd, "drydock start --detach")?;
+        Ok(())
+    }
+
+    fn url(&self) -> Result<String> {
+        let url = read_trimmed(&self.data_dir.join("drydock.url"))?;
+        ensure!(url.starts_with("http://"), "the server answers at {url}: this benchmark speaks plain HTTP only");
+        Ok(url)
+    }
+
+    fn admin_token(&self) -> Result<String> {
+        read_trimmed(&self.data_dir.join("secrets").join("admin-token"))
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        run_checked(&mut self.command("stop"), "drydock stop")?;
+        self.started = false;
+        Ok(())
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if !self.started {
+            return;
+        }
+        if let Err(e) = self.stop() {
+            eprintln!("warning: {e:#}");
+            // Last resort: the pid the server wrote.
+            if let Ok(pid) = read_trimmed(&self.data_dir.join("drydock.pid")) {
+                eprintln!("killing drydock (pid {pid})");
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+        }
+    }
+}
+
+/// A database of our own on a PostgreSQL server, dropped with the guard.
+struct PgDatabase {
+    server: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    fn create(server: &str) -> Result<PgDatabase> {
+        let name = format!("bench_{}", random_hex(8)?);
+        psql(server, &format!("CREATE DATABASE {name}"))?;
+        let (base, query) = match server.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (server, String::new()),
+        };
+        let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
+        eprintln!("created the PostgreSQL database {name}");
+        Ok(PgDatabase { server: server.to_string(), url: format!("{base}/{name}{query}"), name })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        match psql(&self.server, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
+            Ok(_) => eprintln!("dropped the PostgreSQL database {}", self.name),
+            Err(e) => eprintln!("warning: cannot drop the PostgreSQL database {}: {e:#}", self.name),
+        }
+    }
+}
+
+fn psql(server: &str, sql: &str) -> Result<String> {
+    let out = run_checked(
+        Command::new("psql").args([server, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql]).stdin(Stdio::null()),
+        &format!("psql -c '{sql}'"),
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn postgres_version(server: &str) -> Result<String> {
+    psql(server, "SHOW server_version").map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+}
+
+// ---------------------------------------------------------------------------------------
+// Small helpers
+
+/// The drydock binary: `DRYDOCK_BIN`, or the release build of this workspace.
+fn drydock_bin() -> Result<PathBuf> {
+    let bin = match std::env::var_os("DRYDOCK_BIN") {
+        Some(b) if !b.is_empty() => PathBuf::from(b),
+        _ => workspace_root().join("target").join("release").join("drydock"),
+    };
+    ensure!(
+        bin.is_file(),
+        "no drydock binary at {}: build it with `cargo build --release -p drydock`, set DRYDOCK_BIN, \
+         or run `bash scripts/bench.sh api`",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+fn workspace_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// Runs a command to completion; an error carries its output when it fails.
+fn run_checked(cmd: &mut Command, what: &str) -> Result<Output> {
+    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
+fn read_trimmed(path: &Path) -> Result<String> {
+    Ok(std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?.trim().to_string())
+}
+
+fn first_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).lines().next().unwrap_or("").trim().to_string()
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).context("cannot read /dev/urandom")?;
+    Ok(buf.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
+}
+
+/// One plain-HTTP/1.1 GET on loopback, without a client library: the status and the body.
+fn http_get(base: &str, path: &str, token: Option<&str>) -> Result<(u16, String)> {
+    let addr = base.strip_prefix("http://").context("not an http:// URL")?.trim_end_matches('/');
+    let mut stream = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).with_context(|| format!("GET {path}: cannot read the answer"))?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("GET {path}: not an HTTP answer: {head}"))?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// The report
+
+fn report(
+    settings: &Settings,
+    wrk_version: &str,
+    drydock_version: &str,
+    load: &str,
+    results: &[BackendResult],
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n## drydock-bench api, {}\n", date());
+    let _ = writeln!(out, "- machine: {}", machine());
+    let _ = writeln!(out, "- load average (1, 5, 15 min): {load}");
+    let _ = writeln!(out, "- server: {drydock_version} ({}), on 127.0.0.1, default config", code_version());
+    let _ = writeln!(out, "- load: {wrk_version}, {}, on the same machine", settings.describe());
+    let _ = writeln!(out, "- baseline: `GET /api/health` (no credentials) in the same run, on the same server\n");
+    let _ = writeln!(out, "| backend | route | requests/s | p99 latency | ratio to health baseline |");
+    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: |");
+    for r in results {
+        for (route, run) in [("`GET /api/health`", &r.health), ("`GET /api/user` (Bearer)", &r.user)] {
+            let _ = writeln!(
+                out,
+                "| {} | {route} | {} | {} | {:.2} |",
+                r.label,
+                thousands(run.rate),
+                format_latency(run.p99_micros),
+                run.rate / r.health.rate
+            );
+        }
+    }
+    if let Some(sqlite) = results.first() {
+        let ratio = sqlite.user.rate / sqlite.health.rate;
+        let met = sqlite.user.rate >= AIM_RATE && ratio >= AIM_RATIO;
+        let _ = writeln!(
+            out,
+            "\nAim (SQLite, authenticated): at least {} requests/s and {AIM_RATIO:.2} of the health baseline: {} \
+             ({} requests/s, {ratio:.2}).",
+            thousands(AIM_RATE),
+            if met { "met" } else { "NOT met" },
+            thousands(sqlite.user.rate)
+        );
+    }
+    out
+}
+
+fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kib| format!(", {:.1} GiB RAM", kib / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    format!("{cpus} CPUs (nproc), {model}{mem_gib}; the server and wrk share them")
+}
+
+/// The commit the measured binary was built from (the workspace's, and whether tracked
+/// files differ from it), unless `DRYDOCK_BIN` names another binary.
+fn code_version() -> String {
+    if let Some(bin) = std::env::var_os("DRYDOCK_BIN").filter(|b| !b.is_empty()) {
+        return format!("the binary DRYDOCK_BIN={}", PathBuf::from(bin).display());
+    }
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(workspace_root())
+        .args(["describe", "--always", "--dirty=+changes", "--exclude=*"])
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => format!("release build of commit {}", first_line(&o.stdout)),
+        _ => "release build of an unknown commit".into(),
+    }
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let parts: Vec<&str> = text.split_whitespace().take(3).collect();
+    if parts.len() == 3 { parts.join(" ") } else { "unknown".into() }
+}
+
+fn date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| first_line(&o.stdout))
+        .unwrap_or_else(|_| "unknown date".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "Running 10s test @ http://127.0.0.1:40000/api/user
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     3.02ms    1.10ms  25.31ms   80.00%
+    Req/Sec    10.71k   612.33    12.01k    71.00%
+  Latency Distribution
+     50%    2.88ms
+     75%    3.50ms
+     90%    4.20ms
+     99%  850.00us
+  213123 requests in 10.00s, 60.12MB read
+  Non-2xx or 3xx responses: 12
+  Socket errors: connect 0, read 2, write 0, timeout 1
+Requests/sec:  21312.30
+Transfer/sec:      6.01MB
+";
+
+    #[test]
+    fn parses_wrk_output() {
+        let run = parse_wrk(SAMPLE).unwrap();
+        assert_eq!(run.rate, 21312.30);
+        assert_eq!(run.p99_micros, 850.0);
+        assert_eq!(run.requests, 213123);
+        assert_eq!(run.non_2xx, 12);
+        assert_eq!(run.socket_errors, 3);
+    }
+
+    #[test]
+    fn parses_durations_and_formats() {
+        assert_eq!(parse_duration_micros("1.50ms").unwrap(), 1500.0);
+        assert_eq!(parse_duration_micros("2.00s").unwrap(), 2e6);
+        assert!(parse_duration_micros("3").is_err());
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(format_latency(12_345.0), "12.35 ms");
+        assert_eq!(dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "hello world");
+    }
+}
