@@ -46,15 +46,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// Parses JSON, naming the field that is wrong.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            ApiError::bad_request(None, format!("invalid JSON body: {inner}"))
-        } else {
-            ApiError::bad_request(Some(&path), format!("invalid value for '{path}': {inner}"))
-        }
-    })
+    serde_path_to_error::deserialize(de).map_err(|e| naming_the_field(e, "invalid JSON body", "invalid value for"))
+}
+
+/// A 400 that names the field (or parameter) a deserialization error is about.
+fn naming_the_field<E: std::fmt::Display>(e: serde_path_to_error::Error<E>, whole: &str, field: &str) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if path == "." {
+        ApiError::bad_request(None, format!("{whole}: {inner}"))
+    } else {
+        ApiError::bad_request(Some(&path), format!("{field} '{path}': {inner}"))
+    }
 }
 
 /// Query parameters, with errors that name the parameter.
@@ -66,15 +69,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
-                ApiError::bad_request(None, format!("invalid query: {inner}"))
-            } else {
-                ApiError::bad_request(Some(&path), format!("invalid query parameter '{path}': {inner}"))
-            }
-        })
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| naming_the_field(e, "invalid query", "invalid query parameter"))
     }
 }
 

@@ -96,6 +96,16 @@ impl SqlStore {
         }
     }
 
+    /// The user whose unique `column` holds `value`.
+    async fn user_where(&self, column: &'static str, value: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE {column} = $1"))
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(other)?;
+        row.as_ref().map(user_from).transpose().map_err(other)
+    }
+
     /// Begins a transaction that is serialized with every other guarded write.
     async fn begin_guarded(&self) -> StoreResult<Transaction<'static, Any>> {
         match self.backend {
@@ -238,30 +248,15 @@ impl Store for SqlStore {
     }
 
     async fn user(&self, id: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(other)?;
-        row.as_ref().map(user_from).transpose().map_err(other)
+        self.user_where("id", id).await
     }
 
     async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(other)?;
-        row.as_ref().map(user_from).transpose().map_err(other)
+        self.user_where("name", name).await
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1"))
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(other)?;
-        row.as_ref().map(user_from).transpose().map_err(other)
+        self.user_where("email", email).await
     }
 
     async fn user_for_login(&self, login: &str) -> StoreResult<Option<(User, String)>> {
