@@ -14,6 +14,9 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A unique value (a name, an e-mail) is held by another: a conflict about one field.
+    #[error("{message}")]
+    Taken { field: String, message: String },
     #[error("too many failed sign-ins for this account; try again in {retry_after_secs} s")]
     Throttled { retry_after_secs: u64 },
     #[error("{0}")]
@@ -39,7 +42,7 @@ impl From<StoreError> for Error {
         match e {
             StoreError::NotFound(what) => Error::NotFound(format!("{what} not found")),
             StoreError::Conflict(Conflict::Taken { field, value }) => {
-                Error::Conflict(format!("{field} '{value}' is already taken"))
+                Error::Taken { field: field.to_string(), message: format!("{field} '{value}' is already taken") }
             }
             StoreError::Conflict(Conflict::LastSystemAdmin) => Error::Conflict(
                 "refused: this is the last user holding manageSystem; grant it to another user first".to_string(),

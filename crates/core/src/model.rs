@@ -130,8 +130,10 @@ impl Default for Page {
 }
 
 /// A filter on the user list: parts of the name or e-mail, matched case-insensitively.
+/// `text` matches either the name or the e-mail.
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {
     pub name_part: Option<String>,
     pub email_part: Option<String>,
+    pub text: Option<String>,
 }

@@ -57,6 +57,8 @@ pub trait Store: Send + Sync {
     async fn list_users(&self, filter: &UserFilter, page: Page) -> StoreResult<(Vec<User>, u64)>;
     async fn count_users(&self) -> StoreResult<u64>;
     async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()>;
+    /// Changes the e-mail; its uniqueness is checked in the transaction that writes.
+    async fn set_email(&self, user_id: &str, email: &str) -> StoreResult<User>;
     /// Removes the user with their permissions, sessions and tokens; refuses to remove the
     /// last holder of `manageSystem`.
     async fn delete_user(&self, user_id: &str) -> StoreResult<()>;
@@ -66,6 +68,8 @@ pub trait Store: Send + Sync {
     /// Replaces the user's actions in the domain/instance; refuses to leave no `manageSystem`.
     async fn store_permission(&self, permission: &Permission) -> StoreResult<()>;
     async fn remove_permission(&self, user_id: &str, domain: &str, instance: Option<&str>) -> StoreResult<()>;
+    /// Every permission stored in a domain (for `system`: the administrators).
+    async fn permissions_in_domain(&self, domain: &str) -> StoreResult<Vec<Permission>>;
 
     // Sessions and tokens.
     async fn insert_credential(&self, credential: &Credential) -> StoreResult<()>;

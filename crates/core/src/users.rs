@@ -71,6 +71,26 @@ impl Users {
         Ok(self.store.list_users(filter, page).await?)
     }
 
+    /// Changes a user's e-mail (`manageUsers`).
+    pub async fn set_email(&self, caller: &Principal, id: &str, email: &str) -> Result<User> {
+        caller.require_system(MANAGE_USERS)?;
+        let email = email.trim().to_lowercase();
+        validate::email(&email)?;
+        let user = self.store.set_email(id, &email).await.map_err(|e| match e {
+            crate::StoreError::NotFound(_) => Error::NotFound(format!("user {id} not found")),
+            e => e.into(),
+        })?;
+        self.cache.invalidate();
+        Ok(user)
+    }
+
+    /// The system actions of every user who has any, by user id (the administrators).
+    pub async fn system_actions(&self, caller: &Principal) -> Result<std::collections::HashMap<String, Vec<String>>> {
+        caller.require_system(MANAGE_USERS)?;
+        let all = self.store.permissions_in_domain(crate::model::DOMAIN_SYSTEM).await?;
+        Ok(all.into_iter().map(|p| (p.user_id, p.actions)).collect())
+    }
+
     pub async fn count(&self) -> Result<u64> {
         Ok(self.store.count_users().await?)
     }

@@ -245,6 +245,27 @@ async fn users_and_bad_input(dd: &Instance, admin: &str) -> (Value, String) {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
 
+    // Changing an e-mail: unique, validated, and only for manageUsers (see the 403 list).
+    let (_, bob) =
+        answer(dd.req(Method::GET, "/api/user/find?name=bob").bearer_auth(admin).send().await.unwrap()).await;
+    let bob_path = format!("/api/user/{}", bob["id"].as_str().unwrap());
+    let change =
+        |email: &str| dd.req(Method::PATCH, &bob_path).bearer_auth(admin).json(&json!({ "email": email })).send();
+    let (status, changed) = answer(change("Bob.New@Example.com").await.unwrap()).await;
+    assert_eq!((status, changed["email"].as_str()), (StatusCode::OK, Some("bob.new@example.com")));
+    let (status, body) = answer(change("alice@example.com").await.unwrap()).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::CONFLICT, Some("email")));
+    assert_eq!(answer(change("not-an-email").await.unwrap()).await.0, StatusCode::BAD_REQUEST);
+    let r = dd
+        .req(Method::PATCH, "/api/user/user-nobody")
+        .bearer_auth(admin)
+        .json(&json!({"email": "x@y.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(answer(change("bob@example.com").await.unwrap()).await.0, StatusCode::OK);
+
     let token = dd.token_for("alice", "alice-password").await;
     let (status, me) = answer(dd.req(Method::GET, "/api/user").bearer_auth(&token).send().await.unwrap()).await;
     assert_eq!((status, &me["name"]), (StatusCode::OK, &json!("alice")));
@@ -259,6 +280,7 @@ async fn admin_routes_refuse_plain_users(dd: &Instance, token: &str, own_id: &st
             Some(json!({"name": "carol", "email": "carol@x.com", "password": "12345678"})),
         ),
         (Method::DELETE, "/api/user/anything".into(), None),
+        (Method::PATCH, format!("/api/user/{own_id}"), Some(json!({"email": "new@x.com"}))),
         (Method::GET, "/api/admin/user".into(), None),
         (Method::GET, "/api/admin/user/find?namePart=a".into(), None),
         (

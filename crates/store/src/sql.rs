@@ -287,6 +287,11 @@ impl Store for SqlStore {
                 conditions.push(format!("lower({column}) LIKE ${} ESCAPE '\\'", params.len()));
             }
         }
+        if let Some(text) = filter.text.as_deref().filter(|p| !p.is_empty()) {
+            params.push(contains_pattern(text));
+            let n = params.len();
+            conditions.push(format!("(lower(name) LIKE ${n} ESCAPE '\\' OR lower(email) LIKE ${n} ESCAPE '\\')"));
+        }
         let filter_sql =
             if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
 
@@ -337,6 +342,31 @@ impl Store for SqlStore {
             return Err(StoreError::NotFound("user"));
         }
         Ok(())
+    }
+
+    async fn set_email(&self, user_id: &str, email: &str) -> StoreResult<User> {
+        let mut tx = self.begin_guarded().await?;
+        let holder = sqlx::query("SELECT id FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(other)?;
+        if let Some(row) = holder
+            && row.try_get::<String, _>("id").map_err(other)? != user_id
+        {
+            return Err(StoreError::Conflict(Conflict::Taken { field: "email", value: email.to_string() }));
+        }
+        let done = sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
+            .bind(email)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(other)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        tx.commit().await.map_err(other)?;
+        self.user(user_id).await?.ok_or(StoreError::NotFound("user"))
     }
 
     async fn delete_user(&self, user_id: &str) -> StoreResult<()> {
@@ -424,6 +454,26 @@ impl Store for SqlStore {
             .await
             .map_err(other)?;
         tx.commit().await.map_err(other)
+    }
+
+    async fn permissions_in_domain(&self, domain: &str) -> StoreResult<Vec<Permission>> {
+        let rows = sqlx::query("SELECT user_id, instance_id, actions FROM permissions WHERE domain_id = $1")
+            .bind(domain)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(other)?;
+        rows.iter()
+            .map(|row| {
+                let instance: String = row.try_get("instance_id")?;
+                Ok(Permission {
+                    user_id: row.try_get("user_id")?,
+                    domain_id: domain.to_string(),
+                    instance_id: (!instance.is_empty()).then_some(instance),
+                    actions: actions_from_text(&row.try_get::<String, _>("actions")?),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(other)
     }
 
     async fn insert_credential(&self, c: &Credential) -> StoreResult<()> {

@@ -64,7 +64,7 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::logout))
         .routes(routes!(users::me, users::create))
         .routes(routes!(users::find))
-        .routes(routes!(users::get, users::remove))
+        .routes(routes!(users::get, users::change, users::remove))
         .routes(routes!(users::set_password))
         .routes(routes!(users::admin_list))
         .routes(routes!(users::admin_find))

@@ -75,6 +75,25 @@ pub async fn create(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(user)).into_response())
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserChangeBody {
+    email: String,
+}
+
+/// Change a user's e-mail (needs `manageUsers`).
+#[utoipa::path(patch, path = "/api/user/{id}", tag = "users", params(("id" = String, Path)), request_body = UserChangeBody,
+    responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "The e-mail is taken", body = ErrorBody)))]
+pub async fn change(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UserChangeBody>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(state.drydock.users.set_email(&caller, &id, &body.email).await?))
+}
+
 /// Remove a user with their sessions and tokens (needs `manageUsers`).
 #[utoipa::path(delete, path = "/api/user/{id}", tag = "users", params(("id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -142,7 +161,7 @@ pub async fn admin_find(
     if q.name_part.is_none() && q.email_part.is_none() {
         return Err(ApiError::bad_request(Some("namePart"), "give namePart or emailPart"));
     }
-    let filter = UserFilter { name_part: q.name_part, email_part: q.email_part };
+    let filter = UserFilter { name_part: q.name_part, email_part: q.email_part, text: None };
     let (users, total) = state.drydock.users.list(&caller, &filter, page(q.max_items, q.skip_count)?).await?;
     Ok(paged(users, total))
 }
