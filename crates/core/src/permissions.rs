@@ -28,6 +28,12 @@ impl Permissions {
         }
     }
 
+    /// Another user's system actions, for those who administer users.
+    pub async fn system_actions_of(&self, caller: &Principal, user_id: &str) -> Result<Vec<String>> {
+        caller.require_system(crate::model::MANAGE_USERS)?;
+        Ok(self.store.permission(user_id, DOMAIN_SYSTEM, None).await?.map(|p| p.actions).unwrap_or_default())
+    }
+
     /// Stores a user's actions in a domain, replacing what they had there.
     pub async fn store(&self, caller: &Principal, permission: Permission) -> Result<Permission> {
         let permission = match permission.domain_id.as_str() {

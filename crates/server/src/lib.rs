@@ -80,8 +80,15 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no such route: {method} {}", uri.path()))
+/// Unknown API paths answer in the API's error shape; anything else gets the 404 page.
+async fn not_found(method: Method, uri: Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path();
+    if path.starts_with("/api/") || path == "/api" || path == "/metrics" {
+        ApiError::not_found(format!("no such route: {method} {path}")).into_response()
+    } else {
+        dashboard::error_page(axum::http::StatusCode::NOT_FOUND, "There is nothing at this address.")
+    }
 }
 
 /// TLS files, when the server speaks HTTPS.

@@ -113,8 +113,12 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let started = Instant::now();
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
     let seconds = started.elapsed().as_secs_f64();
+    // Server time, for browsers' developer tools and the benchmarks.
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("app;dur={:.3}", seconds * 1e3)) {
+        response.headers_mut().insert("server-timing", v);
+    }
     let status = response.status().as_u16();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     state.metrics.observe(&method, route, status, seconds);

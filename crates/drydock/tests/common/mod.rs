@@ -2,6 +2,8 @@
 //! or a real PostgreSQL (a database of its own per test, dropped at the end).
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -1,0 +1,302 @@
+//! The dashboard: server-rendered pages (askama, checked at compile time) with htmx for
+//! in-place updates. Pages authenticate by the session cookie only; every form carries the
+//! session's CSRF token (htmx sends it as `X-CSRF-Token` from the `hx-headers` of <body>).
+//! No page runs an inline script: the Content-Security-Policy forbids them.
+
+mod account;
+mod admin;
+mod signin;
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use drydock_core::model::{MANAGE_SYSTEM, MANAGE_USERS, Via};
+use drydock_core::{Error, Principal, secret};
+use serde::de::DeserializeOwned;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::AppState;
+use crate::auth::presented_secret;
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+const FLASH_COOKIE: &str = "drydock_flash";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(signin::home))
+        .route("/login", post(signin::login))
+        .route("/logout", post(signin::logout))
+        .route("/admin/users", get(admin::users).post(admin::create))
+        .route("/admin/users/table", get(admin::table))
+        .route("/admin/users/new", get(admin::new_user))
+        .route("/admin/users/{id}", get(admin::details))
+        .route("/admin/users/{id}/email", post(admin::email))
+        .route("/admin/users/{id}/password", post(admin::password))
+        .route("/admin/users/{id}/admin", post(admin::set_admin))
+        .route("/admin/users/{id}/remove", get(admin::confirm_remove).post(admin::remove))
+        .route("/account", get(account::page))
+        .route("/account/password", post(account::password))
+        .route("/account/tokens", post(account::create_token))
+        .route("/account/tokens/{id}/revoke", post(account::revoke_token))
+        .route("/static/{file}", get(static_file))
+        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+}
+
+/// What the layout shows around every page.
+pub struct Layout {
+    pub user: Option<LayoutUser>,
+    /// `workspaces`, `admin` or `account`: the current navigation entry.
+    pub section: &'static str,
+    pub flash: Option<String>,
+    pub banner: Option<String>,
+}
+
+pub struct LayoutUser {
+    pub name: String,
+    pub csrf: String,
+    pub is_admin: bool,
+}
+
+impl Layout {
+    pub fn signed_out() -> Self {
+        Layout { user: None, section: "", flash: None, banner: None }
+    }
+}
+
+/// The signed-in browser session of a page request.
+pub struct Session {
+    pub caller: Arc<Principal>,
+    pub csrf: String,
+    /// A message left by the previous request (a redirect after a change).
+    pub flash: Option<String>,
+    /// The request came from htmx and wants a fragment.
+    pub htmx: bool,
+}
+
+impl Session {
+    pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+        let (secret, via) = presented_secret(headers)?;
+        if via != Via::Cookie {
+            return None;
+        }
+        let caller = state.drydock.auth.authenticate(&secret).await.ok()?;
+        Some(Session {
+            caller,
+            csrf: secret::csrf_token(&secret),
+            flash: cookie(headers, FLASH_COOKIE).map(|v| percent_decode(&v)),
+            htmx: headers.contains_key("hx-request"),
+        })
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.caller.has_system(MANAGE_USERS) || self.caller.has_system(MANAGE_SYSTEM)
+    }
+
+    pub fn layout(&self, section: &'static str) -> Layout {
+        Layout {
+            user: Some(LayoutUser { name: self.caller.user.name.clone(), csrf: self.csrf.clone(), is_admin: self.is_admin() }),
+            section,
+            flash: self.flash.clone(),
+            banner: None,
+        }
+    }
+
+    /// A rendered page; the flash it showed is cleared.
+    pub fn page(&self, status: StatusCode, template: &impl Template) -> Response {
+        let mut response = html(status, template);
+        if self.flash.is_some() {
+            response.headers_mut().append(header::SET_COOKIE, flash_cookie(None));
+        }
+        response
+    }
+
+    /// After a change: a redirect (for htmx, `HX-Redirect`), with a message for the next page.
+    pub fn redirect(&self, to: &str, flash: &str) -> Response {
+        let mut response = if self.htmx {
+            let mut r = StatusCode::OK.into_response();
+            if let Ok(v) = HeaderValue::from_str(to) {
+                r.headers_mut().insert("hx-redirect", v);
+            }
+            r
+        } else {
+            Redirect::to(to).into_response()
+        };
+        response.headers_mut().append(header::SET_COOKIE, flash_cookie(Some(flash)));
+        response
+    }
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Session::from_headers(state, &parts.headers).await.ok_or(PageError::SignIn)
+    }
+}
+
+/// A form post from a signed-in session, with its CSRF token checked (the `csrf` field, or
+/// the `X-CSRF-Token` header htmx sends) before anything else is looked at.
+pub struct Posted<T> {
+    pub session: Session,
+    pub form: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Posted<T> {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let session = Session::from_headers(state, req.headers()).await.ok_or(PageError::SignIn)?;
+        let header_token = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| PageError::Status(e.status(), "the form could not be read".into()))?;
+        let field_token =
+            form_urlencoded::parse(&bytes).find(|(k, _)| k == "csrf").map(|(_, v)| v.into_owned());
+        if header_token.or(field_token).as_deref() != Some(session.csrf.as_str()) {
+            return Err(PageError::Status(
+                StatusCode::FORBIDDEN,
+                "This form is missing its security token or it is out of date. Reload the page and try again.".into(),
+            ));
+        }
+        Ok(Posted { session, form: parse_form(&bytes)? })
+    }
+}
+
+pub fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PageError> {
+    serde_urlencoded::from_bytes(bytes)
+        .map_err(|e| PageError::Status(StatusCode::BAD_REQUEST, format!("The form is not complete: {e}.")))
+}
+
+pub fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> Result<T, PageError> {
+    serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| PageError::Status(StatusCode::BAD_REQUEST, format!("The address is not valid: {e}.")))
+}
+
+/// Why a page cannot be shown: the visitor must sign in, or an error page with its status.
+#[derive(Debug)]
+pub enum PageError {
+    SignIn,
+    Status(StatusCode, String),
+}
+
+impl From<Error> for PageError {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::Unauthorized(_) => return PageError::SignIn,
+            Error::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) | Error::Taken { .. } => StatusCode::CONFLICT,
+            Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(cause) => {
+                tracing::error!(cause = %cause, "page failed");
+                return PageError::Status(StatusCode::INTERNAL_SERVER_ERROR, String::new());
+            }
+        };
+        PageError::Status(status, e.to_string())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            PageError::SignIn => Redirect::to("/").into_response(),
+            PageError::Status(status, message) => error_page(status, &message),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    layout: Layout,
+    status: u16,
+    title: &'a str,
+    message: &'a str,
+}
+
+/// The error page: what happened, in words, and nothing internal.
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    let (title, fallback) = match status.as_u16() {
+        400 => ("Bad request", "The request was not valid."),
+        401 => ("Not signed in", "Sign in to see this page."),
+        403 => ("Not allowed", "Your account is not allowed to see this page."),
+        404 => ("Not found", "There is nothing at this address."),
+        409 => ("Conflict", "The change conflicts with the current state."),
+        429 => ("Too many requests", "Too many requests; try again later."),
+        503 => ("Unavailable", "drydock is not available right now."),
+        _ => ("Something went wrong", "Something went wrong on the server. The administrators can find the details in its log."),
+    };
+    let message = if message.is_empty() || status.is_server_error() { fallback } else { message };
+    html(status, &ErrorPage { layout: Layout::signed_out(), status: status.as_u16(), title, message })
+}
+
+pub fn html(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(body) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render a page");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn flash_cookie(message: Option<&str>) -> HeaderValue {
+    let value = match message {
+        Some(m) => format!("{FLASH_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age=60", percent_encode(m)),
+        None => format!("{FLASH_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+    };
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+pub fn percent_encode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    form_urlencoded::parse(format!("v={text}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+}
+
+/// A time as people read it on a page.
+pub fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The vendored and own assets, embedded in the binary.
+async fn static_file(Path(file): Path<String>) -> Response {
+    let (body, content_type): (&'static [u8], &str) = match file.as_str() {
+        "htmx.min.js" => (include_bytes!("../../static/htmx.min.js"), "text/javascript"),
+        "htmx.LICENSE" => (include_bytes!("../../static/htmx.LICENSE"), "text/plain; charset=utf-8"),
+        "app.js" => (include_bytes!("../../static/app.js"), "text/javascript"),
+        "app.css" => (include_bytes!("../../static/app.css"), "text/css"),
+        _ => return error_page(StatusCode::NOT_FOUND, "There is no such file."),
+    };
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=300")], body).into_response()
+}
+
