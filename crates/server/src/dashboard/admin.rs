@@ -172,7 +172,8 @@ pub async fn create(State(state): State<AppState>, posted: Posted<NewUserForm>) 
         Ok(user) => Ok(session.redirect(&format!("/admin/users/{}", user.id), &format!("User {} created.", user.name))),
         Err(e) => {
             let (status, errors) = field_errors(e)?;
-            let form = AddUserForm { open: true, csrf: session.csrf.clone(), name: form.name, email: form.email, errors };
+            let form =
+                AddUserForm { open: true, csrf: session.csrf.clone(), name: form.name, email: form.email, errors };
             add_user_response(&state, &session, status, form).await
         }
     }
@@ -242,7 +243,11 @@ async fn user_page(state: &AppState, session: &Session, id: &str) -> Result<User
     })
 }
 
-pub async fn details(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Result<Response, PageError> {
+pub async fn details(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
     let page = user_page(&state, &session, &id).await?;
     Ok(session.page(StatusCode::OK, &page))
 }
@@ -289,7 +294,9 @@ pub async fn password(
         return Ok(session.page(StatusCode::BAD_REQUEST, &page));
     }
     match state.drydock.users.set_password(&session.caller, &id, &form.password, None).await {
-        Ok(()) => Ok(session.redirect(&format!("/admin/users/{id}"), "Password reset. The user's sessions were ended.")),
+        Ok(()) => {
+            Ok(session.redirect(&format!("/admin/users/{id}"), "Password reset. The user's sessions were ended."))
+        }
         Err(e) => {
             let (status, errors) = field_errors(e)?;
             let mut page = user_page(&state, &session, &id).await?;

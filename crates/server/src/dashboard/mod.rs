@@ -103,7 +103,11 @@ impl Session {
 
     pub fn layout(&self, section: &'static str) -> Layout {
         Layout {
-            user: Some(LayoutUser { name: self.caller.user.name.clone(), csrf: self.csrf.clone(), is_admin: self.is_admin() }),
+            user: Some(LayoutUser {
+                name: self.caller.user.name.clone(),
+                csrf: self.csrf.clone(),
+                is_admin: self.is_admin(),
+            }),
             section,
             flash: self.flash.clone(),
             banner: None,
@@ -159,8 +163,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Posted<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| PageError::Status(e.status(), "the form could not be read".into()))?;
-        let field_token =
-            form_urlencoded::parse(&bytes).find(|(k, _)| k == "csrf").map(|(_, v)| v.into_owned());
+        let field_token = form_urlencoded::parse(&bytes).find(|(k, _)| k == "csrf").map(|(_, v)| v.into_owned());
         if header_token.or(field_token).as_deref() != Some(session.csrf.as_str()) {
             return Err(PageError::Status(
                 StatusCode::FORBIDDEN,
@@ -235,7 +238,10 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         409 => ("Conflict", "The change conflicts with the current state."),
         429 => ("Too many requests", "Too many requests; try again later."),
         503 => ("Unavailable", "drydock is not available right now."),
-        _ => ("Something went wrong", "Something went wrong on the server. The administrators can find the details in its log."),
+        _ => (
+            "Something went wrong",
+            "Something went wrong on the server. The administrators can find the details in its log.",
+        ),
     };
     let message = if message.is_empty() || status.is_server_error() { fallback } else { message };
     html(status, &ErrorPage { layout: Layout::signed_out(), status: status.as_u16(), title, message })
@@ -243,12 +249,10 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
 
 pub fn html(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
-        Ok(body) => (
-            status,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")],
-            body,
-        )
-            .into_response(),
+        Ok(body) => {
+            (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], body)
+                .into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot render a page");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
@@ -299,4 +303,3 @@ async fn static_file(Path(file): Path<String>) -> Response {
     };
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=300")], body).into_response()
 }
-

@@ -41,7 +41,8 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response
 
 fn sign_in_page(status: StatusCode, error: Option<String>, username: String) -> Response {
     let login_csrf = ids::random_lower(32);
-    let mut response = html(status, &SignIn { layout: Layout::signed_out(), error, username, login_csrf: login_csrf.clone() });
+    let mut response =
+        html(status, &SignIn { layout: Layout::signed_out(), error, username, login_csrf: login_csrf.clone() });
     let cookie = format!("{LOGIN_CSRF_COOKIE}={login_csrf}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, v);
@@ -68,12 +69,17 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
     match state.drydock.auth.login(&form.username, &form.password).await {
         Ok(session) => {
             let mut response = Redirect::to("/").into_response();
-            let cookie = session_cookie(Some(&session.secret), state.settings.session_ttl_secs, state.settings.secure_cookies);
+            let cookie =
+                session_cookie(Some(&session.secret), state.settings.session_ttl_secs, state.settings.secure_cookies);
             response.headers_mut().append(header::SET_COOKIE, cookie);
             Ok(response)
         }
         Err(e @ (Error::Unauthorized(_) | Error::Throttled { .. })) => {
-            let status = if matches!(e, Error::Throttled { .. }) { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::UNAUTHORIZED };
+            let status = if matches!(e, Error::Throttled { .. }) {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
             Ok(sign_in_page(status, Some(e.to_string()), form.username))
         }
         Err(e) => Err(e.into()),
