@@ -70,7 +70,8 @@ async fn pages_answer_with_the_right_status() {
     for path in ["/admin/users", "/admin/users/table", "/admin/users/new"] {
         let r = plain.get(format!("{}{path}", dd.url)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
-        assert!(r.text().await.unwrap().contains("id=\"error-title\""));
+        let page = r.text().await.unwrap();
+        assert!(page.contains("id=\"error-title\"") && page.contains("id=\"nav-workspaces\""), "a 403 page with the navigation");
     }
     // Unknown pages: the 404 page; unknown API routes stay JSON.
     let r = plain.get(format!("{}/no/such/page", dd.url)).send().await.unwrap();

@@ -71,6 +71,7 @@ pub fn app(state: AppState) -> Router {
         .merge(utoipa_swagger_ui::SwaggerUi::new("/swagger").url("/api/openapi.json", openapi))
         .merge(dashboard::router())
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), dashboard::error_pages_with_layout))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -57,7 +57,8 @@ pub fn browser_available() -> bool {
 
 /// Where screenshots go: `<workspace>/target/screenshots`.
 pub fn screenshot_dir() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("target").join("screenshots")
+    let workspace = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    workspace.canonicalize().unwrap_or_else(|_| workspace.to_path_buf()).join("target").join("screenshots")
 }
 
 /// A chromedriver process of our own, killed when dropped.
@@ -136,6 +137,10 @@ impl Ui {
     pub async fn start(test: &str) -> Option<Ui> {
         if !browser_available() {
             return None;
+        }
+        // A failure of an earlier run must not pass for one of this run.
+        for ext in ["png", "html"] {
+            let _ = std::fs::remove_file(screenshot_dir().join(format!("{test}-failure.{ext}")));
         }
         let mut dd = Instance::init(Backend::Sqlite)?;
         dd.start().await;

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
@@ -49,6 +50,38 @@ pub fn router() -> Router<AppState> {
         .route("/account/tokens/{id}/revoke", post(account::revoke_token))
         .route("/static/{file}", get(static_file))
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+}
+
+/// What an error page said, so it can be drawn again inside the signed-in layout.
+#[derive(Clone)]
+struct ErrorPageInfo {
+    status: StatusCode,
+    title: &'static str,
+    message: String,
+}
+
+/// Error pages are rendered without knowing who asked; for a signed-in visitor they are
+/// drawn again with the navigation, so a 403 or 404 is not a dead end.
+pub async fn error_pages_with_layout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // Only the cookies are kept: an API request with a Bearer token copies nothing.
+    let mut headers = HeaderMap::new();
+    for cookie in req.headers().get_all(header::COOKIE) {
+        headers.append(header::COOKIE, cookie.clone());
+    }
+    let response = next.run(req).await;
+    let Some(info) = response.extensions().get::<ErrorPageInfo>().cloned() else { return response };
+    match Session::from_headers(&state, &headers).await {
+        Some(session) => {
+            let page = ErrorPage {
+                layout: session.layout(""),
+                status: info.status.as_u16(),
+                title: info.title,
+                message: &info.message,
+            };
+            html(info.status, &page)
+        }
+        None => response,
+    }
 }
 
 /// What the layout shows around every page.
@@ -244,7 +277,10 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         ),
     };
     let message = if message.is_empty() || status.is_server_error() { fallback } else { message };
-    html(status, &ErrorPage { layout: Layout::signed_out(), status: status.as_u16(), title, message })
+    let mut response =
+        html(status, &ErrorPage { layout: Layout::signed_out(), status: status.as_u16(), title, message });
+    response.extensions_mut().insert(ErrorPageInfo { status, title, message: message.to_string() });
+    response
 }
 
 pub fn html(status: StatusCode, template: &impl Template) -> Response {
