@@ -172,8 +172,13 @@ pub async fn create(State(state): State<AppState>, posted: Posted<NewUserForm>) 
         Ok(user) => Ok(session.redirect(&format!("/admin/users/{}", user.id), &format!("User {} created.", user.name))),
         Err(e) => {
             let (status, errors) = field_errors(e)?;
-            let form =
-                AddUserForm { open: true, csrf: session.csrf.clone(), name: form.name, email: form.email, errors };
+            let form = AddUserForm {
+                open: !session.htmx,
+                csrf: session.csrf.clone(),
+                name: form.name,
+                email: form.email,
+                errors,
+            };
             add_user_response(&state, &session, status, form).await
         }
     }
