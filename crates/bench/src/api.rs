@@ -7,14 +7,14 @@
 //! the server is stopped, the database dropped and the data dir removed (by `Drop` guards).
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
-use tempfile::TempDir;
+
+use crate::http::get_json;
+use crate::instance::{ADMIN_NAME, Backend, Instance, drydock_bin, drydock_version};
+use crate::util::{code_version, date, env_u32, first_line, load_average, machine, run_checked, thousands};
 
 const HELP: &str = "\
 usage: drydock-bench api
@@ -32,9 +32,6 @@ environment:
   BENCH_THREADS              wrk threads, -t (default 2)
   BENCH_CONNECTIONS          wrk connections, -c (default 64)";
 
-/// The administrator's password in the throwaway instances.
-const ADMIN_PASSWORD: &str = "bench-admin-password-1";
-const ADMIN_NAME: &str = "admin";
 /// The issue's aim for authenticated requests on SQLite.
 const AIM_RATE: f64 = 10_000.0;
 const AIM_RATIO: f64 = 0.5;
@@ -48,17 +45,13 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("unexpected argument '{arg}'\n\n{HELP}");
     }
     let settings = Settings::from_env()?;
-    let bin = drydock_bin()?;
+    let bin = drydock_bin("api")?;
     let wrk_version = wrk_version()?;
-    let drydock_version = first_line(&run_checked(Command::new(&bin).arg("--version"), "drydock --version")?.stdout);
+    let drydock_version = drydock_version(&bin)?;
 
     // Other work on the machine skews every figure, the baseline's too: say how busy it was.
     let load_before = load_average();
-    let mut backends = vec![Backend::Sqlite];
-    match std::env::var("TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => backends.push(Backend::Postgres(url)),
-        _ => eprintln!("note: TEST_POSTGRES_URL is not set: PostgreSQL is skipped"),
-    }
+    let backends = Backend::from_env();
 
     let mut results = Vec::new();
     for backend in &backends {
@@ -104,32 +97,6 @@ impl Settings {
     }
 }
 
-fn env_u32(name: &str, default: u32, min: u32) -> Result<u32> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => {
-            let n: u32 = v.trim().parse().with_context(|| format!("{name}={v}: not a whole number"))?;
-            ensure!(n >= min, "{name}={v}: must be at least {min}");
-            Ok(n)
-        }
-        _ => Ok(default),
-    }
-}
-
-enum Backend {
-    Sqlite,
-    /// The URL of a PostgreSQL server whose database lets us create and drop ours.
-    Postgres(String),
-}
-
-impl Backend {
-    fn label(&self) -> &'static str {
-        match self {
-            Backend::Sqlite => "SQLite",
-            Backend::Postgres(_) => "PostgreSQL",
-        }
-    }
-}
-
 /// One backend's figures.
 struct BackendResult {
     label: String,
@@ -146,11 +113,11 @@ fn bench_backend(bin: &Path, backend: &Backend, settings: &Settings) -> Result<B
     eprintln!("drydock is running at {url}");
 
     // A benchmark of 401s is worthless: check that each route answers as it should first.
-    let (status, body) = http_get(&url, "/api/health", None)?;
+    let (status, body) = get_json(&url, "/api/health", None)?;
     ensure!(status == 200, "GET /api/health answered {status}: {body}");
-    let (status, body) = http_get(&url, "/api/user", None)?;
+    let (status, body) = get_json(&url, "/api/user", None)?;
     ensure!(status == 401, "GET /api/user without credentials answered {status}, not 401: {body}");
-    let (status, body) = http_get(&url, "/api/user", Some(&token))?;
+    let (status, body) = get_json(&url, "/api/user", Some(&token))?;
     ensure!(status == 200, "GET /api/user with the admin token answered {status}, not 200: {body}");
     let me: serde_json::Value =
         serde_json::from_str(&body).with_context(|| format!("GET /api/user: not JSON: {body}"))?;
@@ -160,11 +127,7 @@ fn bench_backend(bin: &Path, backend: &Backend, settings: &Settings) -> Result<B
     let user = measure(&url, "/api/user", Some(&token), settings)?;
     instance.stop()?;
 
-    let label = match &instance.db {
-        None => "SQLite".to_string(),
-        Some(db) => format!("PostgreSQL {}", postgres_version(&db.server).unwrap_or_default()).trim().to_string(),
-    };
-    Ok(BackendResult { label, health, user })
+    Ok(BackendResult { label: instance.label(), health, user })
 }
 
 /// An optional warm-up run, then the measured one; fails on any non-2xx answer.
@@ -290,244 +253,6 @@ fn wrk_version() -> Result<String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// The instance under test
-
-/// A throwaway drydock instance. Dropping it stops its server, then (field order) drops its
-/// PostgreSQL database, then removes its temp dir.
-struct Instance {
-    bin: PathBuf,
-    data_dir: PathBuf,
-    /// The only `DRYDOCK_*` variables the drydock processes see.
-    env: Vec<(String, String)>,
-    /// `drydock start` was run: the server may be up.
-    started: bool,
-    db: Option<PgDatabase>,
-    tmp: TempDir,
-}
-
-impl Instance {
-    fn create(bin: &Path, backend: &Backend) -> Result<Instance> {
-        let tmp = tempfile::Builder::new().prefix("drydock-bench.").tempdir().context("cannot create a temp dir")?;
-        let password_file = tmp.path().join("admin-password");
-        std::fs::write(&password_file, format!("{ADMIN_PASSWORD}\n"))?;
-        let mut env = Vec::new();
-        let db = match backend {
-            Backend::Sqlite => None,
-            Backend::Postgres(server) => {
-                let db = PgDatabase::create(server)?;
-                env.push(("DRYDOCK_DATABASE__URL".to_string(), db.url.clone()));
-                Some(db)
-            }
-        };
-        Ok(Instance { bin: bin.to_path_buf(), data_dir: tmp.path().join("data"), env, started: false, db, tmp })
-    }
-
-    fn command(&self, verb: &str) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg(verb).arg("--data-dir").arg(&self.data_dir);
-        // Ours (DRYDOCK_BIN, TEST_POSTGRES_URL) are not config keys: drydock refuses them.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("DRYDOCK_") {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null());
-        cmd
-    }
-
-    fn init(&self) -> Result<()> {
-        let mut cmd = self.command("init");
-        cmd.arg("--admin-name")
-            .arg(ADMIN_NAME)
-            .arg("--admin-password-file")
-            .arg(self.tmp.path().join("admin-password"));
-        run_checked(&mut cmd, "drydock init")?;
-        Ok(())
-    }
-
-    fn start(&mut self) -> Result<()> {
-        self.started = true;
-        let mut cmd = self.command("start");
-        cmd.args(["--listen", "127.0.0.1:0", "--detach"]);
-        run_checked(&mut cmd, "drydock start --detach")?;
-        Ok(())
-    }
-
-    fn url(&self) -> Result<String> {
-        let url = read_trimmed(&self.data_dir.join("drydock.url"))?;
-        ensure!(url.starts_with("http://"), "the server answers at {url}: this benchmark speaks plain HTTP only");
-        Ok(url)
-    }
-
-    fn admin_token(&self) -> Result<String> {
-        read_trimmed(&self.data_dir.join("secrets").join("admin-token"))
-    }
-
-    fn stop(&mut self) -> Result<()> {
-        run_checked(&mut self.command("stop"), "drydock stop")?;
-        self.started = false;
-        Ok(())
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        if !self.started {
-            return;
-        }
-        if let Err(e) = self.stop() {
-            eprintln!("warning: {e:#}");
-            // Last resort: the pid the server wrote.
-            if let Ok(pid) = read_trimmed(&self.data_dir.join("drydock.pid")) {
-                eprintln!("killing drydock (pid {pid})");
-                let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            }
-        }
-    }
-}
-
-/// A database of our own on a PostgreSQL server, dropped with the guard.
-struct PgDatabase {
-    server: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    fn create(server: &str) -> Result<PgDatabase> {
-        let name = format!("bench_{}", random_hex(8)?);
-        psql(server, &format!("CREATE DATABASE {name}"))?;
-        let (base, query) = match server.split_once('?') {
-            Some((base, query)) => (base, format!("?{query}")),
-            None => (server, String::new()),
-        };
-        let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
-        eprintln!("created the PostgreSQL database {name}");
-        Ok(PgDatabase { server: server.to_string(), url: format!("{base}/{name}{query}"), name })
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        match psql(&self.server, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
-            Ok(_) => eprintln!("dropped the PostgreSQL database {}", self.name),
-            Err(e) => eprintln!("warning: cannot drop the PostgreSQL database {}: {e:#}", self.name),
-        }
-    }
-}
-
-fn psql(server: &str, sql: &str) -> Result<String> {
-    let out = run_checked(
-        Command::new("psql").args([server, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql]).stdin(Stdio::null()),
-        &format!("psql -c '{sql}'"),
-    )?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn postgres_version(server: &str) -> Result<String> {
-    psql(server, "SHOW server_version").map(|v| v.split_whitespace().next().unwrap_or("").to_string())
-}
-
-// ---------------------------------------------------------------------------------------
-// Small helpers
-
-/// The drydock binary: `DRYDOCK_BIN`, or the release build of this workspace.
-fn drydock_bin() -> Result<PathBuf> {
-    let bin = match std::env::var_os("DRYDOCK_BIN") {
-        Some(b) if !b.is_empty() => PathBuf::from(b),
-        _ => workspace_root().join("target").join("release").join("drydock"),
-    };
-    ensure!(
-        bin.is_file(),
-        "no drydock binary at {}: build it with `cargo build --release -p drydock`, set DRYDOCK_BIN, \
-         or run `bash scripts/bench.sh api`",
-        bin.display()
-    );
-    Ok(bin)
-}
-
-fn workspace_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..");
-    root.canonicalize().unwrap_or(root)
-}
-
-/// Runs a command to completion; an error carries its output when it fails.
-fn run_checked(cmd: &mut Command, what: &str) -> Result<Output> {
-    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(out)
-}
-
-fn read_trimmed(path: &Path) -> Result<String> {
-    Ok(std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?.trim().to_string())
-}
-
-fn first_line(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).lines().next().unwrap_or("").trim().to_string()
-}
-
-fn random_hex(bytes: usize) -> Result<String> {
-    let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).context("cannot read /dev/urandom")?;
-    Ok(buf.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    }))
-}
-
-/// One plain-HTTP/1.1 GET on loopback, without a client library: the status and the body.
-fn http_get(base: &str, path: &str, token: Option<&str>) -> Result<(u16, String)> {
-    let addr = base.strip_prefix("http://").context("not an http:// URL")?.trim_end_matches('/');
-    let mut stream = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut request =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n");
-    if let Some(token) = token {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes())?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).with_context(|| format!("GET {path}: cannot read the answer"))?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("GET {path}: not an HTTP answer: {head}"))?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked { dechunk(body) } else { body.to_string() };
-    Ok((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------
 // The report
 
 fn report(
@@ -539,7 +264,7 @@ fn report(
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\n## drydock-bench api, {}\n", date());
-    let _ = writeln!(out, "- machine: {}", machine());
+    let _ = writeln!(out, "- machine: {}; the server and wrk share them", machine());
     let _ = writeln!(out, "- load average (1, 5, 15 min): {load}");
     let _ = writeln!(out, "- server: {drydock_version} ({}), on 127.0.0.1, default config", code_version());
     let _ = writeln!(out, "- load: {wrk_version}, {}, on the same machine", settings.describe());
@@ -571,68 +296,6 @@ fn report(
         );
     }
     out
-}
-
-fn thousands(v: f64) -> String {
-    let digits = format!("{:.0}", v.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string()))
-        .unwrap_or_else(|| "unknown CPU".into());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_gib = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map(|kib| format!(", {:.1} GiB RAM", kib / 1024.0 / 1024.0))
-        .unwrap_or_default();
-    format!("{cpus} CPUs (nproc), {model}{mem_gib}; the server and wrk share them")
-}
-
-/// The commit the measured binary was built from (the workspace's, and whether tracked
-/// files differ from it), unless `DRYDOCK_BIN` names another binary.
-fn code_version() -> String {
-    if let Some(bin) = std::env::var_os("DRYDOCK_BIN").filter(|b| !b.is_empty()) {
-        return format!("the binary DRYDOCK_BIN={}", PathBuf::from(bin).display());
-    }
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(workspace_root())
-        .args(["describe", "--always", "--dirty=+changes", "--exclude=*"])
-        .stdin(Stdio::null())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => format!("release build of commit {}", first_line(&o.stdout)),
-        _ => "release build of an unknown commit".into(),
-    }
-}
-
-/// The 1, 5 and 15 minute load averages.
-fn load_average() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let parts: Vec<&str> = text.split_whitespace().take(3).collect();
-    if parts.len() == 3 { parts.join(" ") } else { "unknown".into() }
-}
-
-fn date() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| first_line(&o.stdout))
-        .unwrap_or_else(|_| "unknown date".into())
 }
 
 #[cfg(test)]
@@ -671,9 +334,6 @@ Transfer/sec:      6.01MB
         assert_eq!(parse_duration_micros("1.50ms").unwrap(), 1500.0);
         assert_eq!(parse_duration_micros("2.00s").unwrap(), 2e6);
         assert!(parse_duration_micros("3").is_err());
-        assert_eq!(thousands(1234567.4), "1,234,567");
-        assert_eq!(thousands(999.0), "999");
         assert_eq!(format_latency(12_345.0), "12.35 ms");
-        assert_eq!(dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "hello world");
     }
 }

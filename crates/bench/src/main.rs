@@ -4,6 +4,10 @@
 //! (a server that did not start, requests that did not succeed), never because it is slow.
 
 mod api;
+mod http;
+mod instance;
+mod users_page;
+mod util;
 
 use std::process::ExitCode;
 
@@ -13,6 +17,10 @@ usage: drydock-bench <benchmark> [--help]
 benchmarks:
   api    authenticated GET /api/user against GET /api/health, under wrk on loopback,
          on SQLite and (when TEST_POSTGRES_URL is set) on PostgreSQL
+  users-page
+         server time of one page of the dashboard's user list (GET /admin/users) with
+         10,000 users in the store, against the same rows fetched with raw SQL, on SQLite
+         and (when TEST_POSTGRES_URL is set) on PostgreSQL
 
 Run them with `bash scripts/bench.sh <benchmark>`, which installs and builds what they need.";
 
@@ -27,6 +35,7 @@ fn main() -> ExitCode {
     };
     let result = match name {
         "api" => api::run(rest),
+        "users-page" => users_page::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
