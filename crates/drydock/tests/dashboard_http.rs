@@ -71,7 +71,10 @@ async fn pages_answer_with_the_right_status() {
         let r = plain.get(format!("{}{path}", dd.url)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
         let page = r.text().await.unwrap();
-        assert!(page.contains("id=\"error-title\"") && page.contains("id=\"nav-workspaces\""), "a 403 page with the navigation");
+        assert!(
+            page.contains("id=\"error-title\"") && page.contains("id=\"nav-workspaces\""),
+            "a 403 page with the navigation"
+        );
     }
     // Unknown pages: the 404 page; unknown API routes stay JSON.
     let r = plain.get(format!("{}/no/such/page", dd.url)).send().await.unwrap();
