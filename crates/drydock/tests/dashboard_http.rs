@@ -120,3 +120,33 @@ async fn pages_answer_with_the_right_status() {
     assert!(body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "and shown as typed");
     dd.stop();
 }
+
+/// When the database goes away under a running server, pages answer with the 500 page and
+/// the API with a 500 body, and neither shows anything internal.
+#[tokio::test]
+async fn server_errors_show_nothing_internal() {
+    let Some(mut dd) = Instance::init(Backend::Postgres) else { return };
+    dd.start().await;
+    let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
+    let browser = browser_like();
+    sign_in(&dd, &browser, "admin", ADMIN_PASSWORD).await;
+    // Both credentials are now cached, so the failures below are the user list's own.
+    let db = dd.db.as_ref().unwrap();
+    let server = common::postgres_url().unwrap();
+    common::psql(&server, &format!("DROP DATABASE {} WITH (FORCE)", db.name));
+
+    let r = browser.get(format!("{}/admin/users", dd.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("id=\"error-title\"") && page.contains("Something went wrong"), "{page}");
+    let r = dd.req(reqwest::Method::GET, "/api/admin/user").bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = r.text().await.unwrap();
+    for text in [page.as_str(), body.as_str()] {
+        let lower = text.to_lowercase();
+        for internal in ["database", "sqlx", "postgres", "select", "does not exist", "connection"] {
+            assert!(!lower.contains(internal), "'{internal}' leaked: {text}");
+        }
+    }
+    assert!(body.contains("\"code\":\"internal\""), "{body}");
+}
