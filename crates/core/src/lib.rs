@@ -8,10 +8,12 @@ pub mod error;
 pub mod ids;
 pub mod model;
 pub mod permissions;
+pub mod runtime;
 pub mod secret;
 pub mod store;
 pub mod users;
 pub mod validate;
+pub mod workspace;
 
 use std::sync::Arc;
 

@@ -1,0 +1,173 @@
+//! The contract between drydock's rules and whatever runs workspaces: the Docker Engine of
+//! the master's host (crate `docker`), and later Docker Swarm. Core never talks to an engine
+//! itself; it hands a [`RuntimeSpec`] to a [`Runtime`] and reads back [`RuntimeInfo`].
+//!
+//! Every engine object a runtime makes belongs to one instance and one workspace and is
+//! named and labelled so (see DESIGN.md): containers `drydock-<instance>-<ws>-<machine>`,
+//! network `drydock-<instance>-<ws>`, volume `drydock-<instance>-<ws>-projects`, each with
+//! the labels `drydock.instance`, `drydock.workspace` and (containers) `drydock.machine`.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use serde::Serialize;
+use tokio::io::AsyncWrite;
+
+pub const LABEL_INSTANCE: &str = "drydock.instance";
+pub const LABEL_WORKSPACE: &str = "drydock.workspace";
+pub const LABEL_MACHINE: &str = "drydock.machine";
+/// Where every machine of a workspace finds the workspace's persistent files.
+pub const PROJECTS_PATH: &str = "/projects";
+
+/// One machine to run, resolved from the workspace's config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineSpec {
+    pub name: String,
+    pub image: String,
+    /// Enforced by the engine.
+    pub memory_bytes: u64,
+    pub env: BTreeMap<String, String>,
+    /// Replaces the image's command when set.
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's entrypoint when set.
+    pub entrypoint: Option<Vec<String>>,
+    /// Container ports the machine serves (its servers and compose `expose`).
+    pub ports: Vec<u16>,
+    /// Machines that must be started before this one.
+    pub depends_on: Vec<String>,
+    /// The dev machine: where the terminal and exec go by default.
+    pub dev: bool,
+}
+
+/// What to run for one workspace: its machines, in any order (the runtime follows `depends_on`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeSpec {
+    pub workspace_id: String,
+    pub machines: Vec<MachineSpec>,
+    /// Start from these images (machine name → image) instead: a snapshot restore.
+    pub images: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MachineStatus {
+    Running,
+    /// The container exists but is not running (it exited or was killed).
+    Stopped,
+}
+
+/// A machine as the engine has it now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineRuntime {
+    pub name: String,
+    pub container_id: String,
+    pub status: MachineStatus,
+    /// The node (engine host) the machine runs on.
+    pub node: String,
+    /// The machine's address on its workspace network, reachable from the master.
+    pub address: Option<String>,
+    /// Why it is not running, when the engine says (exit code, OOM).
+    pub exit_reason: Option<String>,
+}
+
+/// A workspace's runtime as the engine has it now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeInfo {
+    pub workspace_id: String,
+    pub machines: Vec<MachineRuntime>,
+}
+
+/// Something the engine reports about a workspace while it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuntimeEvent {
+    /// A machine stopped without drydock asking: it exited, was killed or ran out of memory.
+    MachineDied { workspace_id: String, machine: String, reason: String, oom: bool },
+}
+
+/// Output of a command run without a TTY, exactly as the command wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// An interactive shell in a machine (a TTY): bytes out, bytes in, and resizing.
+pub struct Terminal {
+    pub output: BoxStream<'static, Result<Vec<u8>, RuntimeError>>,
+    pub input: Pin<Box<dyn AsyncWrite + Send>>,
+    pub resize: Box<dyn Fn(u16, u16) -> BoxFuture<'static, Result<(), RuntimeError>> + Send + Sync>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The image is not on the node and could not be pulled.
+    #[error("image {image} is not available: {reason}")]
+    ImageUnavailable { image: String, reason: String },
+    /// No node has room for the workspace (Swarm).
+    #[error("no node has room for this workspace: {0}")]
+    NoRoom(String),
+    /// The workspace, or the named machine of it, is not running.
+    #[error("{0} is not running")]
+    NotRunning(String),
+    #[error("the command did not finish within {0:?}")]
+    Timeout(Duration),
+    /// The engine refused or failed; the text is the engine's reason.
+    #[error("{0}")]
+    Engine(String),
+}
+
+/// Runs workspaces. Implementations: the local Docker Engine (crate `docker`), Swarm later.
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// `docker` or `swarm`.
+    fn kind(&self) -> &'static str;
+
+    /// Creates the workspace's network and `/projects` volume when missing, then creates and
+    /// starts every machine, dependencies first, reporting progress lines. A failed start
+    /// removes the containers it made and leaves no network or volume it created behind
+    /// (a volume that already held files is kept).
+    async fn start(
+        &self,
+        spec: &RuntimeSpec,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<RuntimeInfo, RuntimeError>;
+
+    /// Stops and removes the workspace's containers; its network and volume stay.
+    async fn stop(&self, workspace_id: &str) -> Result<(), RuntimeError>;
+
+    /// Removes everything of the workspace: containers, network and `/projects` volume.
+    async fn remove(&self, workspace_id: &str) -> Result<(), RuntimeError>;
+
+    /// The workspace's containers as the engine has them (None when it has none).
+    async fn inspect(&self, workspace_id: &str) -> Result<Option<RuntimeInfo>, RuntimeError>;
+
+    /// Every workspace of this instance that has containers on the engine.
+    async fn list(&self) -> Result<Vec<RuntimeInfo>, RuntimeError>;
+
+    /// Runs a command without a TTY in a running machine.
+    async fn exec(
+        &self,
+        workspace_id: &str,
+        machine: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, RuntimeError>;
+
+    /// Opens an interactive shell with a TTY in a running machine.
+    async fn terminal(&self, workspace_id: &str, machine: &str, cols: u16, rows: u16)
+    -> Result<Terminal, RuntimeError>;
+
+    /// Commits every running machine to a local image; returns machine name → image.
+    async fn snapshot(&self, workspace_id: &str) -> Result<BTreeMap<String, String>, RuntimeError>;
+
+    /// The engine's reports about this instance's machines, from now on.
+    async fn events(&self) -> Result<BoxStream<'static, RuntimeEvent>, RuntimeError>;
+}
