@@ -1,1 +1,3 @@
+pub mod compose;
 pub mod config;
+pub mod spec;
