@@ -103,8 +103,11 @@ pub struct ExecOutput {
 pub struct Terminal {
     pub output: BoxStream<'static, Result<Vec<u8>, RuntimeError>>,
     pub input: Pin<Box<dyn AsyncWrite + Send>>,
-    pub resize: Box<dyn Fn(u16, u16) -> BoxFuture<'static, Result<(), RuntimeError>> + Send + Sync>,
+    pub resize: ResizeFn,
 }
+
+/// Resizes a terminal's TTY to (columns, rows).
+pub type ResizeFn = Box<dyn Fn(u16, u16) -> BoxFuture<'static, Result<(), RuntimeError>> + Send + Sync>;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RuntimeError {
