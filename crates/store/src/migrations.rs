@@ -7,8 +7,12 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS_SQLITE: &[Migration] =
-    &[Migration { version: 1, name: "users", sql: include_str!("../migrations/sqlite/0001_users.sql") }];
+pub const MIGRATIONS_SQLITE: &[Migration] = &[
+    Migration { version: 1, name: "users", sql: include_str!("../migrations/sqlite/0001_users.sql") },
+    Migration { version: 2, name: "workspaces", sql: include_str!("../migrations/sqlite/0002_workspaces.sql") },
+];
 
-pub const MIGRATIONS_POSTGRES: &[Migration] =
-    &[Migration { version: 1, name: "users", sql: include_str!("../migrations/postgres/0001_users.sql") }];
+pub const MIGRATIONS_POSTGRES: &[Migration] = &[
+    Migration { version: 1, name: "users", sql: include_str!("../migrations/postgres/0001_users.sql") },
+    Migration { version: 2, name: "workspaces", sql: include_str!("../migrations/postgres/0002_workspaces.sql") },
+];

@@ -122,6 +122,21 @@ impl SqlStore {
         }
     }
 
+    /// Applies pending migrations up to `target` (all of them with `i64::MAX`), each in its
+    /// own transaction; a schema newer than this binary is left alone and reported.
+    pub async fn migrate_to(&self, target: i64) -> StoreResult<SchemaStatus> {
+        self.ensure_migrations_table().await?;
+        let status = self.schema_status().await?;
+        if status.current > status.known {
+            return Ok(status);
+        }
+        for m in self.migrations().iter().filter(|m| m.version > status.current && m.version <= target) {
+            self.apply(m).await.map_err(other)?;
+            tracing::info!(version = m.version, name = m.name, "applied migration");
+        }
+        self.schema_status().await
+    }
+
     /// Applies one migration and records it, in one transaction.
     async fn apply(&self, m: &Migration) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
@@ -180,16 +195,7 @@ impl Store for SqlStore {
     }
 
     async fn migrate(&self) -> StoreResult<SchemaStatus> {
-        self.ensure_migrations_table().await?;
-        let status = self.schema_status().await?;
-        if status.current > status.known {
-            return Ok(status);
-        }
-        for m in self.migrations().iter().filter(|m| m.version > status.current) {
-            self.apply(m).await.map_err(other)?;
-            tracing::info!(version = m.version, name = m.name, "applied migration");
-        }
-        self.schema_status().await
+        self.migrate_to(i64::MAX).await
     }
 
     async fn schema_status(&self) -> StoreResult<SchemaStatus> {
