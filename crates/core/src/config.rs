@@ -14,8 +14,22 @@ pub struct Config {
     pub tls: TlsConfig,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
+    pub runtime: RuntimeConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    pub machine_memory_mb: u64,
+    pub pull_timeout: HumanDuration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { machine_memory_mb: 1024, pull_timeout: HumanDuration::secs(120) }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -121,6 +135,8 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("auth.max_failed_logins", "Failed sign-ins for one account within the window before it is throttled."),
     ("auth.failed_login_window", "The window in which failed sign-ins are counted."),
     ("auth.lockout", "First throttling delay; it doubles with each further failure, up to the window."),
+    ("runtime.machine_memory_mb", "Memory of a workspace machine whose config names none, in MB (enforced by Docker)."),
+    ("runtime.pull_timeout", "How long a start may wait for a missing image to be pulled."),
     ("metrics.public", "Serve /metrics without a token (otherwise a manageSystem holder's token is needed)."),
     ("log.level", "Log filter: error, warn, info, debug, trace, or a tracing directive."),
 ];

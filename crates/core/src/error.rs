@@ -47,6 +47,13 @@ impl From<StoreError> for Error {
             StoreError::Conflict(Conflict::LastSystemAdmin) => Error::Conflict(
                 "refused: this is the last user holding manageSystem; grant it to another user first".to_string(),
             ),
+            StoreError::Conflict(Conflict::OwnsWorkspaces(names)) => Error::Conflict(format!(
+                "the user owns workspaces: {}; delete them first, or remove the user with their workspaces",
+                names.join(", ")
+            )),
+            StoreError::Conflict(Conflict::WorkspaceStatus(status)) => {
+                Error::Conflict(format!("the workspace is {status}; stop it first"))
+            }
             StoreError::Conflict(Conflict::Busy) => {
                 Error::Conflict("the database is busy with a conflicting change; try again".to_string())
             }

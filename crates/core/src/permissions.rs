@@ -49,7 +49,10 @@ impl Permissions {
                 }
             }
             other => {
-                return Err(Error::invalid("domainId", format!("unknown domainId '{other}'; known domains: system")));
+                return Err(Error::invalid(
+                    "domainId",
+                    format!("unknown domainId '{other}'; known domains: system, workspace"),
+                ));
             }
         };
         if self.store.user(&permission.user_id).await?.is_none() {
@@ -73,7 +76,7 @@ impl Permissions {
 }
 
 /// Checks every action is known, drops duplicates, and orders them as `known` does.
-fn canonical_actions(actions: &[String], known: &[&str]) -> Result<Vec<String>> {
+pub(crate) fn canonical_actions(actions: &[String], known: &[&str]) -> Result<Vec<String>> {
     if actions.is_empty() {
         return Err(Error::invalid("actions", "actions must not be empty; to revoke, use DELETE"));
     }

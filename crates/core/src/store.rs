@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::model::{Credential, CredentialKind, NewUser, Page, Permission, User, UserFilter};
+use crate::workspace::{Workspace, WorkspaceFilter, WorkspaceStatus};
 
 /// Why a guarded write was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +13,10 @@ pub enum Conflict {
     Taken { field: &'static str, value: String },
     /// The write would leave no user holding `manageSystem`.
     LastSystemAdmin,
+    /// The user still owns these workspaces (by name).
+    OwnsWorkspaces(Vec<String>),
+    /// The workspace is not in a state that allows the change (its status now).
+    WorkspaceStatus(String),
     /// The database could not take the write lock in time.
     Busy,
 }
@@ -60,7 +65,7 @@ pub trait Store: Send + Sync {
     /// Changes the e-mail; its uniqueness is checked in the transaction that writes.
     async fn set_email(&self, user_id: &str, email: &str) -> StoreResult<User>;
     /// Removes the user with their permissions, sessions and tokens; refuses to remove the
-    /// last holder of `manageSystem`.
+    /// last holder of `manageSystem`, or a user who owns workspaces.
     async fn delete_user(&self, user_id: &str) -> StoreResult<()>;
 
     // Permissions.
@@ -70,6 +75,22 @@ pub trait Store: Send + Sync {
     async fn remove_permission(&self, user_id: &str, domain: &str, instance: Option<&str>) -> StoreResult<()>;
     /// Every permission stored in a domain (for `system`: the administrators).
     async fn permissions_in_domain(&self, domain: &str) -> StoreResult<Vec<Permission>>;
+    /// Every permission on one instance of a domain (who may do what with one workspace).
+    async fn permissions_on(&self, domain: &str, instance: &str) -> StoreResult<Vec<Permission>>;
+
+    // Workspaces. Names are unique per owner, checked in the transaction that writes; the
+    // owner's permission (every action) is stored with the workspace.
+    async fn create_workspace(&self, workspace: &Workspace, owner_actions: &[String]) -> StoreResult<()>;
+    async fn workspace(&self, id: &str) -> StoreResult<Option<Workspace>>;
+    async fn workspace_by_name(&self, namespace: &str, name: &str) -> StoreResult<Option<Workspace>>;
+    async fn list_workspaces(&self, filter: &WorkspaceFilter, page: Page) -> StoreResult<(Vec<Workspace>, u64)>;
+    /// Stores a new config (and name) and `updated`.
+    async fn update_workspace_config(&self, workspace: &Workspace) -> StoreResult<()>;
+    /// Moves a workspace to a new status (with its runtime and attributes) only if its status
+    /// is one of `from`; returns whether it did, so two requests cannot both start it.
+    async fn transition_workspace(&self, workspace: &Workspace, from: &[WorkspaceStatus]) -> StoreResult<bool>;
+    /// Deletes a workspace and every permission on it; only when its status is one of `from`.
+    async fn delete_workspace(&self, id: &str, from: &[WorkspaceStatus]) -> StoreResult<()>;
 
     // Sessions and tokens.
     async fn insert_credential(&self, credential: &Credential) -> StoreResult<()>;

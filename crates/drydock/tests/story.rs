@@ -31,6 +31,7 @@ async fn story(backend: Backend) {
     concurrent_creates(&dd, &admin).await;
     throttling(&dd).await;
     metrics_and_openapi(&dd, &admin, &alice_token).await;
+    workspaces_and_sharing(&dd, &admin).await;
     removal(&dd, &admin).await;
 
     // Stop and start again: every user is still there, and sessions survive too.
@@ -662,4 +663,152 @@ async fn last_admin_race_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn last_admin_race_postgres() {
     last_admin_race(Backend::Postgres).await;
+}
+
+/// Workspaces in the store: Codenvy's config kept whole, names unique per owner, and each
+/// route checking its action (without `read`, a workspace does not exist for the caller).
+async fn workspaces_and_sharing(dd: &Instance, admin: &str) {
+    let alice = dd.token_for("alice", "alice-password").await;
+    let bob = dd.token_for("bob", "bob-password").await;
+    let (_, bob_user) = answer(dd.req(Method::GET, "/api/user").bearer_auth(&bob).send().await.unwrap()).await;
+    let bob_id = bob_user["id"].as_str().unwrap().to_string();
+    let config = json!({
+        "name": "api-dev", "defaultEnv": "default", "description": "kept as given",
+        "projects": [{"name": "api", "source": {"location": "https://example.com/api.git"}}],
+        "environments": {"default": {
+            "recipe": {"type": "dockerimage", "location": "drydock-test/busybox"},
+            "machines": {"dev": {"attributes": {"memoryLimitBytes": 536870912},
+                                  "servers": {"web": {"port": "8080/tcp", "protocol": "http"}}}}}},
+        "commands": [{"name": "build", "commandLine": "make", "type": "custom"}]
+    });
+    let create =
+        |token: &str, body: &Value| dd.req(Method::POST, "/api/workspace").bearer_auth(token).json(body).send();
+    let (status, ws) = answer(create(&alice, &config).await.unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{ws}");
+    assert!(ws["id"].as_str().unwrap().starts_with("wksp-"));
+    assert_eq!((ws["namespace"].as_str(), ws["status"].as_str()), (Some("alice"), Some("STOPPED")));
+    assert_eq!(ws["config"], config, "the config comes back whole, unused fields included");
+    assert!(ws["attributes"]["created"].is_string());
+    let id = ws["id"].as_str().unwrap().to_string();
+
+    // Names are unique per owner; bad configs are 400s naming the field.
+    let (status, body) = answer(create(&alice, &config).await.unwrap()).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::CONFLICT, Some("name")));
+    assert_eq!(create(&bob, &config).await.unwrap().status(), StatusCode::CREATED, "another owner may use the name");
+    let mut bad = config.clone();
+    bad["defaultEnv"] = "nope".into();
+    let mut compose = config.clone();
+    compose["name"] = "composed".into();
+    compose["environments"]["default"]["recipe"] = json!({"type": "compose", "contentType": "application/x-yaml",
+        "content": "services:\n  dev:\n    image: x\n    ports: ['80:80']\n"});
+    compose["environments"]["default"]["machines"] = json!({});
+    let mut no_name = config.clone();
+    no_name.as_object_mut().unwrap().remove("name");
+    for (body, needle) in [(bad, "defaultEnv"), (compose, "'ports'"), (no_name, "name")] {
+        let (status, answer_body) = answer(create(&alice, &body).await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer_body}");
+        assert!(answer_body["message"].as_str().unwrap().contains(needle), "{answer_body}");
+    }
+
+    // By id and by namespace:name; others do not even see it.
+    for key in [id.clone(), "alice:api-dev".to_string()] {
+        let (status, got) =
+            answer(dd.req(Method::GET, &format!("/api/workspace/{key}")).bearer_auth(&alice).send().await.unwrap())
+                .await;
+        assert_eq!((status, got["id"].as_str()), (StatusCode::OK, Some(id.as_str())));
+    }
+    let get = |token: &str| dd.req(Method::GET, &format!("/api/workspace/{id}")).bearer_auth(token).send();
+    assert_eq!(get(&bob).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        dd.req(Method::GET, "/api/workspace/wksp-nothing").bearer_auth(&alice).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let r = dd.req(Method::GET, "/api/workspace?status=RUNNING").bearer_auth(&alice).send().await.unwrap();
+    assert_eq!(r.headers()["x-total-count"], "0");
+    let r = dd.req(Method::GET, "/api/workspace?status=STOPPED").bearer_auth(&alice).send().await.unwrap();
+    assert_eq!(r.headers()["x-total-count"], "1");
+    assert_eq!(
+        dd.req(Method::GET, "/api/workspace?status=NAPPING").bearer_auth(&alice).send().await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    let r = dd.req(Method::GET, "/api/workspace").bearer_auth(admin).send().await.unwrap();
+    assert_eq!(r.headers()["x-total-count"], "2", "administrators list every workspace");
+
+    // Sharing: read only, then configure; each route checks its own action.
+    let share = |actions: Value| {
+        dd.req(Method::POST, "/api/permissions")
+            .bearer_auth(&alice)
+            .json(&json!({"userId": bob_id, "domainId": "workspace", "instanceId": id, "actions": actions}))
+            .send()
+    };
+    assert_eq!(share(json!(["read"])).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get(&bob).await.unwrap().status(), StatusCode::OK);
+    let update = |token: &str| {
+        let mut changed = config.clone();
+        changed["description"] = "changed".into();
+        dd.req(Method::PUT, &format!("/api/workspace/{id}")).bearer_auth(token).json(&changed).send()
+    };
+    assert_eq!(update(&bob).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let r = dd
+        .req(Method::GET, &format!("/api/permissions/workspace/all?instance={id}"))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(share(json!(["read", "configure"])).await.unwrap().status(), StatusCode::OK);
+    let (status, updated) = answer(update(&bob).await.unwrap()).await;
+    assert_eq!((status, updated["config"]["description"].as_str()), (StatusCode::OK, Some("changed")));
+    let (_, mine) = answer(
+        dd.req(Method::GET, &format!("/api/permissions/workspace?instance={id}"))
+            .bearer_auth(&bob)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(mine["actions"], json!(["read", "configure"]));
+    let (_, all) = answer(
+        dd.req(Method::GET, &format!("/api/permissions/workspace/all?instance={id}"))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+    assert_eq!(share(json!(["fly"])).await.unwrap().status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        dd.req(Method::DELETE, &format!("/api/workspace/{id}")).bearer_auth(&bob).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let r = dd
+        .req(Method::DELETE, &format!("/api/permissions/workspace?instance={id}&user={bob_id}"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(get(&bob).await.unwrap().status(), StatusCode::NOT_FOUND, "unshared: gone for bob");
+
+    // A user who owns workspaces is not removed by accident.
+    let (_, alice_user) = answer(dd.req(Method::GET, "/api/user").bearer_auth(&alice).send().await.unwrap()).await;
+    let r = dd
+        .req(Method::DELETE, &format!("/api/user/{}", alice_user["id"].as_str().unwrap()))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(r).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["message"].as_str().unwrap().contains("api-dev"), "{body}");
+
+    // Deleting: the owner may; then it is gone. The admin removes bob's by role.
+    assert_eq!(
+        dd.req(Method::DELETE, &format!("/api/workspace/{id}")).bearer_auth(&alice).send().await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(get(&alice).await.unwrap().status(), StatusCode::NOT_FOUND);
+    let r = dd.req(Method::DELETE, "/api/workspace/bob:api-dev").bearer_auth(admin).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }

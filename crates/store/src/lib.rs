@@ -8,6 +8,7 @@
 
 mod migrations;
 mod sql;
+mod workspaces;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drydock_core::model::{DOMAIN_SYSTEM, MANAGE_SYSTEM, UserFilter};
 use drydock_core::store::{Conflict, SchemaStatus, StoreResult};
+use drydock_core::workspace::{Workspace, WorkspaceFilter, WorkspaceStatus};
 use drydock_core::{Credential, CredentialKind, NewUser, Page, Permission, Store, StoreError, User};
 use sqlx::AnyPool;
 use sqlx::any::AnyRow;
@@ -22,7 +23,7 @@ pub struct SqlStore {
     backend: Backend,
 }
 
-fn other(e: sqlx::Error) -> StoreError {
+pub(crate) fn other(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
         // SQLite answers "database is locked" (SQLITE_BUSY, extended codes end in 5) once the
         // busy timeout has passed: a conflict the caller may retry, not a server fault.
@@ -107,7 +108,7 @@ impl SqlStore {
     }
 
     /// Begins a transaction that is serialized with every other guarded write.
-    async fn begin_guarded(&self) -> StoreResult<Transaction<'static, Any>> {
+    pub(crate) async fn begin_guarded(&self) -> StoreResult<Transaction<'static, Any>> {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(other),
             Backend::Postgres => {
@@ -388,6 +389,10 @@ impl Store for SqlStore {
         if Self::is_last_system_admin(&mut tx, user_id).await? {
             return Err(StoreError::Conflict(Conflict::LastSystemAdmin));
         }
+        let owned = Self::ws_owned_by(&mut tx, user_id).await?;
+        if !owned.is_empty() {
+            return Err(StoreError::Conflict(Conflict::OwnsWorkspaces(owned)));
+        }
         for table in ["credentials", "permissions"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                 .bind(user_id)
@@ -480,6 +485,56 @@ impl Store for SqlStore {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(other)
+    }
+
+    async fn permissions_on(&self, domain: &str, instance: &str) -> StoreResult<Vec<Permission>> {
+        let rows = sqlx::query(
+            "SELECT user_id, actions FROM permissions WHERE domain_id = $1 AND instance_id = $2 ORDER BY user_id",
+        )
+        .bind(domain)
+        .bind(instance)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(other)?;
+        rows.iter()
+            .map(|row| {
+                Ok(Permission {
+                    user_id: row.try_get("user_id")?,
+                    domain_id: domain.to_string(),
+                    instance_id: Some(instance.to_string()),
+                    actions: actions_from_text(&row.try_get::<String, _>("actions")?),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(other)
+    }
+
+    async fn create_workspace(&self, workspace: &Workspace, owner_actions: &[String]) -> StoreResult<()> {
+        self.ws_create(workspace, owner_actions).await
+    }
+
+    async fn workspace(&self, id: &str) -> StoreResult<Option<Workspace>> {
+        self.ws_get(id).await
+    }
+
+    async fn workspace_by_name(&self, namespace: &str, name: &str) -> StoreResult<Option<Workspace>> {
+        self.ws_by_name(namespace, name).await
+    }
+
+    async fn list_workspaces(&self, filter: &WorkspaceFilter, page: Page) -> StoreResult<(Vec<Workspace>, u64)> {
+        self.ws_list(filter, page).await
+    }
+
+    async fn update_workspace_config(&self, workspace: &Workspace) -> StoreResult<()> {
+        self.ws_update_config(workspace).await
+    }
+
+    async fn transition_workspace(&self, workspace: &Workspace, from: &[WorkspaceStatus]) -> StoreResult<bool> {
+        self.ws_transition(workspace, from).await
+    }
+
+    async fn delete_workspace(&self, id: &str, from: &[WorkspaceStatus]) -> StoreResult<()> {
+        self.ws_delete(id, from).await
     }
 
     async fn insert_credential(&self, c: &Credential) -> StoreResult<()> {

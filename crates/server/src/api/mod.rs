@@ -6,6 +6,7 @@ mod permissions;
 mod system;
 mod tokens;
 mod users;
+mod workspaces;
 
 use axum::Json;
 use axum::Router;
@@ -32,6 +33,7 @@ use crate::error::ApiError;
         (name = "users", description = "Users and their administration"),
         (name = "permissions", description = "Permissions in Codenvy's shape"),
         (name = "tokens", description = "Personal API tokens"),
+        (name = "workspaces", description = "Workspaces in Codenvy's shapes"),
         (name = "system", description = "Health, state and metrics"),
     )
 )]
@@ -72,6 +74,10 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(permissions::store))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
+        .routes(routes!(workspaces::create, workspaces::list))
+        .routes(routes!(workspaces::get, workspaces::update, workspaces::delete))
+        .routes(routes!(workspaces::my_permission, workspaces::unshare))
+        .routes(routes!(workspaces::all_permissions))
         .route_layer(middleware::from_fn_with_state(state, crate::auth::require_caller));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).split_for_parts()
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, Caller};
 
 /// The caller's system permissions (`actions` is empty for a plain user).
@@ -35,6 +35,13 @@ pub async fn store(
     caller: Caller,
     ApiJson(body): ApiJson<PermissionBody>,
 ) -> ApiResult<Json<Permission>> {
+    if body.domain_id == drydock_core::workspace::DOMAIN_WORKSPACE {
+        let instance = body
+            .instance_id
+            .ok_or_else(|| ApiError::bad_request(Some("instanceId"), "instanceId must be the workspace id"))?;
+        let shared = state.drydock.workspaces.share(&caller, &instance, &body.user_id, &body.actions).await?;
+        return Ok(Json(shared));
+    }
     let permission = Permission {
         user_id: body.user_id,
         domain_id: body.domain_id,

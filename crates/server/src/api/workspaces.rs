@@ -1,0 +1,129 @@
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use drydock_core::Permission;
+use drydock_core::workspace::{Workspace, WorkspaceConfig, WorkspaceStatus};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{page, paged};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, Caller};
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    max_items: Option<u32>,
+    skip_count: Option<u64>,
+    /// STOPPED, STARTING, RUNNING, STOPPING or ERROR.
+    status: Option<String>,
+}
+
+/// Create a workspace from Codenvy's config (fields drydock does not use are kept).
+#[utoipa::path(post, path = "/api/workspace", tag = "workspaces", request_body(content = Object, description = "Codenvy's workspace config"),
+    responses((status = 201, body = Object), (status = 400, body = ErrorBody), (status = 409, description = "You already have a workspace of that name", body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(config): ApiJson<WorkspaceConfig>,
+) -> ApiResult<Response> {
+    let workspace = state.drydock.workspaces.create(&caller, config).await?;
+    let location = HeaderValue::from_str(&format!("/api/workspace/{}", workspace.id)).map_err(ApiError::internal)?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(workspace)).into_response())
+}
+
+/// The workspaces the caller owns or holds `read` on (all of them for administrators).
+#[utoipa::path(get, path = "/api/workspace", tag = "workspaces", params(ListQuery),
+    responses((status = 200, body = Vec<Object>), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Response> {
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(WorkspaceStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                Some("status"),
+                format!("status '{s}' is not one of STOPPED, STARTING, RUNNING, STOPPING, ERROR"),
+            )
+        })?),
+    };
+    let (items, total) = state.drydock.workspaces.list(&caller, status, page(q.max_items, q.skip_count)?).await?;
+    Ok(paged(items, total))
+}
+
+/// A workspace by id or `namespace:name`.
+#[utoipa::path(get, path = "/api/workspace/{key}", tag = "workspaces", params(("key" = String, Path, description = "id or namespace:name")),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub async fn get(State(state): State<AppState>, caller: Caller, Path(key): Path<String>) -> ApiResult<Json<Workspace>> {
+    Ok(Json(state.drydock.workspaces.get(&caller, &key).await?))
+}
+
+/// A new config (needs `configure`); it applies at the next start.
+#[utoipa::path(put, path = "/api/workspace/{key}", tag = "workspaces", params(("key" = String, Path)), request_body = Object,
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+    ApiJson(config): ApiJson<WorkspaceConfig>,
+) -> ApiResult<Json<Workspace>> {
+    Ok(Json(state.drydock.workspaces.update(&caller, &key, config).await?))
+}
+
+/// Delete a stopped workspace (needs `delete`; administrators may delete any).
+#[utoipa::path(delete, path = "/api/workspace/{key}", tag = "workspaces", params(("key" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "It is running", body = ErrorBody)))]
+pub async fn delete(State(state): State<AppState>, caller: Caller, Path(key): Path<String>) -> ApiResult<StatusCode> {
+    state.drydock.workspaces.delete(&caller, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InstanceQuery {
+    /// The workspace id.
+    instance: String,
+    /// The user whose access goes (for DELETE).
+    user: Option<String>,
+}
+
+/// The caller's own actions on a workspace.
+#[utoipa::path(get, path = "/api/permissions/workspace", tag = "permissions", params(InstanceQuery),
+    responses((status = 200, body = Permission), (status = 404, body = ErrorBody)))]
+pub async fn my_permission(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<InstanceQuery>,
+) -> ApiResult<Json<Permission>> {
+    Ok(Json(state.drydock.workspaces.my_permission(&caller, &q.instance).await?))
+}
+
+/// Everyone's actions on a workspace (needs `setPermissions`).
+#[utoipa::path(get, path = "/api/permissions/workspace/all", tag = "permissions", params(InstanceQuery),
+    responses((status = 200, body = Vec<Permission>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn all_permissions(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<InstanceQuery>,
+) -> ApiResult<Json<Vec<Permission>>> {
+    Ok(Json(state.drydock.workspaces.all_permissions(&caller, &q.instance).await?))
+}
+
+/// Take a user's actions on a workspace away (needs `setPermissions`, or it is your own).
+#[utoipa::path(delete, path = "/api/permissions/workspace", tag = "permissions", params(InstanceQuery),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn unshare(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<InstanceQuery>,
+) -> ApiResult<StatusCode> {
+    let user =
+        q.user.ok_or_else(|| ApiError::bad_request(Some("user"), "give the user whose access goes in 'user'"))?;
+    state.drydock.workspaces.unshare(&caller, &q.instance, &user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
