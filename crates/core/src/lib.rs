@@ -28,23 +28,29 @@ pub struct Drydock {
     pub users: users::Users,
     pub auth: auth::Auth,
     pub permissions: permissions::Permissions,
-    pub workspaces: workspace::service::Workspaces,
+    pub workspaces: Arc<workspace::service::Workspaces>,
     pub store: Arc<dyn Store>,
 }
 
 impl Drydock {
-    pub fn new(store: Arc<dyn Store>, config: &Config, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        runtime: Arc<dyn runtime::Runtime>,
+    ) -> Self {
         let auth = auth::Auth::new(store.clone(), auth::AuthSettings::from_config(config), clock.clone());
         Drydock {
             users: users::Users::new(store.clone(), auth.cache_handle(), clock.clone()),
             permissions: permissions::Permissions::new(store.clone(), auth.cache_handle()),
-            workspaces: workspace::service::Workspaces::new(
+            workspaces: Arc::new(workspace::service::Workspaces::new(
                 store.clone(),
                 clock.clone(),
+                runtime,
                 workspace::service::WorkspaceSettings {
                     default_machine_memory: config.runtime.machine_memory_mb.saturating_mul(1 << 20),
                 },
-            ),
+            )),
             auth,
             store,
         }

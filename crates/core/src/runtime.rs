@@ -174,3 +174,42 @@ pub trait Runtime: Send + Sync {
     /// The engine's reports about this instance's machines, from now on.
     async fn events(&self) -> Result<BoxStream<'static, RuntimeEvent>, RuntimeError>;
 }
+
+/// The runtime when no engine could be reached at start-up: every call says why.
+pub struct Unavailable {
+    pub reason: String,
+}
+
+#[async_trait]
+impl Runtime for Unavailable {
+    fn kind(&self) -> &'static str {
+        "unavailable"
+    }
+    async fn start(&self, _: &RuntimeSpec, _: &(dyn Fn(String) + Send + Sync)) -> Result<RuntimeInfo, RuntimeError> {
+        Err(RuntimeError::Engine(self.reason.clone()))
+    }
+    async fn stop(&self, _: &str) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Engine(self.reason.clone()))
+    }
+    async fn remove(&self, _: &str) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Engine(self.reason.clone()))
+    }
+    async fn inspect(&self, _: &str) -> Result<Option<RuntimeInfo>, RuntimeError> {
+        Err(RuntimeError::Engine(self.reason.clone()))
+    }
+    async fn list(&self) -> Result<Vec<RuntimeInfo>, RuntimeError> {
+        Err(RuntimeError::Engine(self.reason.clone()))
+    }
+    async fn exec(&self, _: &str, _: &str, _: &[String], _: Duration) -> Result<ExecOutput, RuntimeError> {
+        Err(RuntimeError::Engine(self.reason.clone()))
+    }
+    async fn terminal(&self, _: &str, _: &str, _: u16, _: u16) -> Result<Terminal, RuntimeError> {
+        Err(RuntimeError::Engine(self.reason.clone()))
+    }
+    async fn snapshot(&self, _: &str) -> Result<BTreeMap<String, String>, RuntimeError> {
+        Err(RuntimeError::Engine(self.reason.clone()))
+    }
+    async fn events(&self) -> Result<BoxStream<'static, RuntimeEvent>, RuntimeError> {
+        Err(RuntimeError::Engine(self.reason.clone()))
+    }
+}

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use drydock_core::runtime::{Runtime, Unavailable};
 use drydock_core::{Config, Store, VERSION};
+use drydock_docker::{DockerRuntime, DockerSettings};
 use drydock_store::{StoreOptions, connect, describe_url, resolve_url};
 
 use crate::instance::DataDir;
@@ -36,4 +38,20 @@ pub async fn open_store(dir: &DataDir, config: &Config) -> Result<Arc<dyn Store>
         );
     }
     Ok(store)
+}
+
+/// The Docker Engine that runs workspaces. Without one the server still serves everything
+/// else, and every workspace start says why it cannot run.
+pub async fn open_runtime(instance_id: &str, config: &Config) -> Arc<dyn Runtime> {
+    let settings = DockerSettings { pull_timeout: config.runtime.pull_timeout.0, ..Default::default() };
+    match DockerRuntime::connect(instance_id, settings).await {
+        Ok(runtime) => {
+            tracing::info!(node = runtime.node(), "workspaces run on the Docker engine");
+            Arc::new(runtime)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "workspaces cannot run");
+            Arc::new(Unavailable { reason: e.to_string() })
+        }
+    }
 }

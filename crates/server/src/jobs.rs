@@ -1,5 +1,5 @@
-//! Background work of the master: writing last-used times of sessions and tokens, and
-//! removing expired ones.
+//! Background work of the master: writing last-used times of sessions and tokens, removing
+//! expired ones, and following the engine's reports on workspaces.
 
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Runs until `stop` turns true, then writes what is pending once more.
 pub fn spawn_background_jobs(state: AppState, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    let watcher = tokio::spawn(state.drydock.workspaces.clone().watch_runtime());
     tokio::spawn(async move {
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         let mut purge = tokio::time::interval(PURGE_EVERY);
@@ -32,6 +33,7 @@ pub fn spawn_background_jobs(state: AppState, mut stop: watch::Receiver<bool>) -
                 _ = stop.changed() => break,
             }
         }
+        watcher.abort();
         if let Err(e) = state.drydock.auth.flush_last_used().await {
             tracing::warn!(error = %e, "cannot record when sessions and tokens were last used");
         }

@@ -130,6 +130,10 @@ impl SqlStore {
                  AND (',' || p.actions || ',') LIKE '%,read,%'))"
             ));
         }
+        if let Some(owner) = &filter.owner {
+            params.push(owner.clone());
+            conditions.push(format!("w.owner_id = ${}", params.len()));
+        }
         if let Some(status) = filter.status {
             params.push(status.as_str().to_string());
             conditions.push(format!("w.status = ${}", params.len()));

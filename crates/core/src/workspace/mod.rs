@@ -2,6 +2,7 @@
 
 pub mod compose;
 pub mod config;
+pub mod events;
 pub mod service;
 pub mod spec;
 
@@ -87,5 +88,7 @@ pub struct Workspace {
 pub struct WorkspaceFilter {
     /// Only those this user owns or holds `read` on; `None`: all (administrators).
     pub visible_to: Option<String>,
+    /// Only those this user owns.
+    pub owner: Option<String>,
     pub status: Option<WorkspaceStatus>,
 }

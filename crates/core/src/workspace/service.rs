@@ -8,12 +8,21 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use futures::StreamExt;
+
 use super::config::WorkspaceConfig;
-use super::{DOMAIN_WORKSPACE, WORKSPACE_ACTIONS, Workspace, WorkspaceFilter, WorkspaceStatus, spec};
+use super::events::{EventBus, WorkspaceEvent};
+use super::{
+    DOMAIN_WORKSPACE, MachineState, ServerUrl, WORKSPACE_ACTIONS, Workspace, WorkspaceFilter, WorkspaceRuntime,
+    WorkspaceStatus, spec,
+};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::{MANAGE_SYSTEM, Page, Permission, Principal};
+use crate::runtime::{ExecOutput, MachineStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeSpec};
 use crate::store::{Conflict, Store, StoreError};
 
 pub const READ: &str = "read";
@@ -53,6 +62,8 @@ impl Access {
 pub struct Workspaces {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    runtime: Arc<dyn Runtime>,
+    events: EventBus,
     settings: WorkspaceSettings,
 }
 
@@ -61,8 +72,41 @@ fn not_found(key: &str) -> Error {
 }
 
 impl Workspaces {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: WorkspaceSettings) -> Self {
-        Workspaces { store, clock, settings }
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        runtime: Arc<dyn Runtime>,
+        settings: WorkspaceSettings,
+    ) -> Self {
+        Workspaces { store, clock, runtime, events: EventBus::default(), settings }
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    fn now_text(&self) -> String {
+        self.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    fn emit(
+        &self,
+        workspace_id: &str,
+        kind: &'static str,
+        status: Option<WorkspaceStatus>,
+        message: impl Into<String>,
+    ) {
+        self.events.publish(WorkspaceEvent {
+            workspace_id: workspace_id.to_string(),
+            kind,
+            status,
+            message: message.into(),
+            time: self.now_text(),
+        });
     }
 
     pub fn settings(&self) -> &WorkspaceSettings {
@@ -119,7 +163,7 @@ impl Workspaces {
         page: Page,
     ) -> Result<(Vec<Workspace>, u64)> {
         let visible_to = (!caller.has_system(MANAGE_SYSTEM)).then(|| caller.user.id.clone());
-        Ok(self.store.list_workspaces(&WorkspaceFilter { visible_to, status }, page).await?)
+        Ok(self.store.list_workspaces(&WorkspaceFilter { visible_to, owner: None, status }, page).await?)
     }
 
     /// A new config; it applies at the next start.
@@ -136,12 +180,280 @@ impl Workspaces {
         Ok(workspace)
     }
 
-    /// Deletes a stopped workspace from the store (its engine objects are the runtime's).
+    /// Deletes a stopped workspace: its containers, network and `/projects` volume, then the
+    /// workspace itself. 409 while it runs.
     pub async fn delete(&self, caller: &Principal, key: &str) -> Result<Workspace> {
         let access = self.access(caller, key).await?;
         access.require(DELETE)?;
-        self.store.delete_workspace(&access.workspace.id, &[WorkspaceStatus::Stopped, WorkspaceStatus::Error]).await?;
-        Ok(access.workspace)
+        let workspace = access.workspace;
+        if !matches!(workspace.status, WorkspaceStatus::Stopped | WorkspaceStatus::Error) {
+            return Err(Error::Conflict(format!("the workspace is {}; stop it first", workspace.status.as_str())));
+        }
+        self.runtime.remove(&workspace.id).await.map_err(runtime_error)?;
+        self.store.delete_workspace(&workspace.id, &[WorkspaceStatus::Stopped, WorkspaceStatus::Error]).await?;
+        Ok(workspace)
+    }
+
+    /// Stops and deletes every workspace a user owns, before the user is removed (needs
+    /// `manageUsers`); returns their names.
+    pub async fn delete_all_owned_by(&self, caller: &Principal, user_id: &str) -> Result<Vec<String>> {
+        caller.require_system(crate::model::MANAGE_USERS)?;
+        let filter = WorkspaceFilter { owner: Some(user_id.to_string()), ..Default::default() };
+        let (owned, _) = self.store.list_workspaces(&filter, Page { max_items: u32::MAX, skip_count: 0 }).await?;
+        let mut deleted = Vec::new();
+        for mut workspace in owned {
+            if !matches!(workspace.status, WorkspaceStatus::Stopped | WorkspaceStatus::Error) {
+                let from = workspace.status;
+                workspace.status = WorkspaceStatus::Stopping;
+                workspace.attributes.insert("stoppedBy".into(), caller.user.name.clone());
+                if self.store.transition_workspace(&workspace, &[from]).await? {
+                    self.finish_stop(workspace.clone()).await;
+                }
+            }
+            self.runtime.remove(&workspace.id).await.map_err(runtime_error)?;
+            self.store.delete_workspace(&workspace.id, &[WorkspaceStatus::Stopped, WorkspaceStatus::Error]).await?;
+            deleted.push(workspace.config.name);
+        }
+        Ok(deleted)
+    }
+
+    // Running.
+
+    /// Starts a workspace: answers at once with the workspace in STARTING; the start goes on
+    /// in the background and its progress, and the result, are events.
+    pub async fn start(
+        self: &Arc<Self>,
+        caller: &Principal,
+        key: &str,
+        environment: Option<&str>,
+    ) -> Result<Workspace> {
+        let access = self.access(caller, key).await?;
+        access.require(RUN)?;
+        let mut workspace = access.workspace;
+        let env = environment.unwrap_or(&workspace.config.default_env).to_string();
+        let machines = spec::machines(&workspace.config, &env, self.settings.default_machine_memory)?;
+        let from = [WorkspaceStatus::Stopped, WorkspaceStatus::Error];
+        if !from.contains(&workspace.status) {
+            return Err(Error::Conflict(format!("the workspace is {}", workspace.status.as_str())));
+        }
+        workspace.status = WorkspaceStatus::Starting;
+        workspace.runtime = None;
+        workspace.attributes.remove("errorMessage");
+        workspace.attributes.insert("updated".into(), self.now_text());
+        workspace.attributes.insert("startedBy".into(), caller.user.name.clone());
+        if !self.store.transition_workspace(&workspace, &from).await? {
+            return Err(Error::Conflict("the workspace is being started or stopped by another request".into()));
+        }
+        self.emit(&workspace.id, "status", Some(WorkspaceStatus::Starting), format!("starting environment {env}"));
+        let this = self.clone();
+        let spec = RuntimeSpec { workspace_id: workspace.id.clone(), machines, images: BTreeMap::new() };
+        let started = workspace.clone();
+        tokio::spawn(async move { this.finish_start(started, env, spec).await });
+        Ok(workspace)
+    }
+
+    async fn finish_start(&self, mut workspace: Workspace, env: String, spec: RuntimeSpec) {
+        let id = workspace.id.clone();
+        let progress = |line: String| self.emit(&id, "progress", None, line);
+        let result = self.runtime.start(&spec, &progress).await;
+        workspace.attributes.insert("updated".into(), self.now_text());
+        match result {
+            Ok(info) => {
+                workspace.status = WorkspaceStatus::Running;
+                workspace.runtime = Some(runtime_state(&workspace, &env, &info));
+                match self.store.transition_workspace(&workspace, &[WorkspaceStatus::Starting]).await {
+                    Ok(true) => self.emit(&id, "status", Some(WorkspaceStatus::Running), "running"),
+                    // A stop arrived while starting: it is finished here.
+                    Ok(false) => self.finish_stop(workspace).await,
+                    Err(e) => tracing::error!(workspace = %id, error = %e, "cannot record a started workspace"),
+                }
+            }
+            Err(e) => {
+                tracing::info!(workspace = %id, error = %e, "workspace start failed");
+                if let Err(cleanup) = self.runtime.stop(&id).await {
+                    tracing::warn!(workspace = %id, error = %cleanup, "cannot remove the containers of a failed start");
+                }
+                workspace.status = WorkspaceStatus::Error;
+                workspace.runtime = None;
+                workspace.attributes.insert("errorMessage".into(), e.to_string());
+                let from = [WorkspaceStatus::Starting, WorkspaceStatus::Stopping];
+                if let Err(store) = self.store.transition_workspace(&workspace, &from).await {
+                    tracing::error!(workspace = %id, error = %store, "cannot record a failed start");
+                }
+                self.emit(&id, "error", Some(WorkspaceStatus::Error), e.to_string());
+            }
+        }
+    }
+
+    /// Stops a workspace and removes its containers; its network and `/projects` stay. The
+    /// owner's `run` or an administrator's role. A workspace still starting stops as soon
+    /// as its start ends.
+    pub async fn stop(&self, caller: &Principal, key: &str) -> Result<()> {
+        let access = self.access(caller, key).await?;
+        if !access.admin {
+            access.require(RUN)?;
+        }
+        let mut workspace = access.workspace;
+        let from = match workspace.status {
+            WorkspaceStatus::Stopped | WorkspaceStatus::Stopping => return Ok(()),
+            other => other,
+        };
+        workspace.status = WorkspaceStatus::Stopping;
+        workspace.attributes.insert("stoppedBy".into(), caller.user.name.clone());
+        if !self.store.transition_workspace(&workspace, &[from]).await? {
+            return Err(Error::Conflict("the workspace is being started or stopped by another request".into()));
+        }
+        self.emit(&workspace.id, "status", Some(WorkspaceStatus::Stopping), format!("stopped by {}", caller.user.name));
+        if from != WorkspaceStatus::Starting {
+            self.finish_stop(workspace).await;
+        }
+        Ok(())
+    }
+
+    async fn finish_stop(&self, mut workspace: Workspace) {
+        let id = workspace.id.clone();
+        if let Err(e) = self.runtime.stop(&id).await {
+            tracing::warn!(workspace = %id, error = %e, "cannot stop the workspace's containers");
+        }
+        workspace.status = WorkspaceStatus::Stopped;
+        workspace.runtime = None;
+        let now = self.now_text();
+        workspace.attributes.insert("stopped".into(), now.clone());
+        workspace.attributes.insert("updated".into(), now);
+        match self.store.transition_workspace(&workspace, &[WorkspaceStatus::Stopping, WorkspaceStatus::Starting]).await
+        {
+            Ok(_) => self.emit(&id, "status", Some(WorkspaceStatus::Stopped), "stopped"),
+            Err(e) => tracing::error!(workspace = %id, error = %e, "cannot record a stopped workspace"),
+        }
+    }
+
+    /// Runs a command without a TTY in a machine (default: the dev machine); needs `use`.
+    pub async fn exec(
+        &self,
+        caller: &Principal,
+        key: &str,
+        machine: Option<&str>,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
+        let access = self.access(caller, key).await?;
+        access.require(USE)?;
+        let machine = self.running_machine(&access.workspace, machine)?;
+        self.runtime.exec(&access.workspace.id, &machine, command, timeout).await.map_err(runtime_error)
+    }
+
+    /// The machine a terminal or exec goes to: the one named, else the dev machine.
+    pub fn running_machine(&self, workspace: &Workspace, machine: Option<&str>) -> Result<String> {
+        let runtime = match (&workspace.status, &workspace.runtime) {
+            (WorkspaceStatus::Running, Some(runtime)) => runtime,
+            _ => return Err(Error::Conflict(format!("the workspace is {}, not RUNNING", workspace.status.as_str()))),
+        };
+        match machine {
+            Some(name) if runtime.machines.contains_key(name) => Ok(name.to_string()),
+            Some(name) => Err(Error::NotFound(format!("the workspace has no machine '{name}'"))),
+            None => {
+                let specs =
+                    spec::machines(&workspace.config, &runtime.active_env, self.settings.default_machine_memory)?;
+                specs
+                    .into_iter()
+                    .find(|m| m.dev)
+                    .map(|m| m.name)
+                    .ok_or_else(|| Error::NotFound("no dev machine".into()))
+            }
+        }
+    }
+
+    /// Brings the store in line with the engine, at start-up: a workspace whose containers
+    /// died is ERROR (with the reason) or STOPPED; a start or stop that was in flight is
+    /// finished (stop) or rolled back (start); containers of deleted workspaces are removed.
+    pub async fn reconcile(&self) -> Result<()> {
+        let on_engine = self.runtime.list().await.map_err(runtime_error)?;
+        for info in &on_engine {
+            if self.store.workspace(&info.workspace_id).await?.is_none() {
+                tracing::info!(workspace = %info.workspace_id, "removing the containers of a deleted workspace");
+                if let Err(e) = self.runtime.remove(&info.workspace_id).await {
+                    tracing::warn!(workspace = %info.workspace_id, error = %e, "cannot remove a deleted workspace's objects");
+                }
+            }
+        }
+        let busy = [WorkspaceStatus::Starting, WorkspaceStatus::Running, WorkspaceStatus::Stopping];
+        for status in busy {
+            let filter = WorkspaceFilter { status: Some(status), ..Default::default() };
+            let (workspaces, _) =
+                self.store.list_workspaces(&filter, Page { max_items: u32::MAX, skip_count: 0 }).await?;
+            for workspace in workspaces {
+                let info = on_engine.iter().find(|i| i.workspace_id == workspace.id);
+                self.reconcile_one(workspace, info, None).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile_one(&self, mut workspace: Workspace, info: Option<&RuntimeInfo>, reason: Option<String>) {
+        let from = workspace.status;
+        let all_running = info
+            .is_some_and(|i| !i.machines.is_empty() && i.machines.iter().all(|m| m.status == MachineStatus::Running));
+        match from {
+            WorkspaceStatus::Running if all_running => return,
+            WorkspaceStatus::Running => {
+                let reason = reason.unwrap_or_else(|| died_reason(info));
+                if let Err(e) = self.runtime.stop(&workspace.id).await {
+                    tracing::warn!(workspace = %workspace.id, error = %e, "cannot remove a dead workspace's containers");
+                }
+                workspace.status = WorkspaceStatus::Error;
+                workspace.attributes.insert("errorMessage".into(), reason);
+            }
+            // A start or stop the master did not finish: roll the start back, finish the stop.
+            _ => {
+                if let Err(e) = self.runtime.stop(&workspace.id).await {
+                    tracing::warn!(workspace = %workspace.id, error = %e, "cannot stop an interrupted workspace");
+                }
+                workspace.status = WorkspaceStatus::Stopped;
+            }
+        }
+        workspace.runtime = None;
+        workspace.attributes.insert("updated".into(), self.now_text());
+        let id = workspace.id.clone();
+        let status = workspace.status;
+        match self.store.transition_workspace(&workspace, &[from]).await {
+            Ok(true) => {
+                tracing::info!(workspace = %id, from = from.as_str(), to = status.as_str(), "reconciled");
+                self.emit(
+                    &id,
+                    "status",
+                    Some(status),
+                    workspace.attributes.get("errorMessage").cloned().unwrap_or_default(),
+                );
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(workspace = %id, error = %e, "cannot record a reconciled workspace"),
+        }
+    }
+
+    /// Follows the engine's reports while the master runs: a machine of a running workspace
+    /// that dies puts the workspace in ERROR with the reason, and its other containers go.
+    pub async fn watch_runtime(self: Arc<Self>) {
+        let mut events = match self.runtime.events().await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot follow the engine's events; statuses may lag");
+                return;
+            }
+        };
+        while let Some(event) = events.next().await {
+            let RuntimeEvent::MachineDied { workspace_id, machine, reason, oom } = event;
+            let Ok(Some(workspace)) = self.store.workspace(&workspace_id).await else { continue };
+            if workspace.status != WorkspaceStatus::Running {
+                continue;
+            }
+            let reason = if oom {
+                format!("machine {machine} was killed: out of memory")
+            } else {
+                format!("machine {machine} stopped: {reason}")
+            };
+            tracing::info!(workspace = %workspace_id, %reason, "a machine died");
+            self.reconcile_one(workspace, None, Some(reason)).await;
+        }
     }
 
     // Sharing.
@@ -198,6 +510,61 @@ impl Workspaces {
         }
         self.store.remove_permission(user_id, DOMAIN_WORKSPACE, Some(&access.workspace.id)).await?;
         Ok(())
+    }
+}
+
+fn died_reason(info: Option<&RuntimeInfo>) -> String {
+    let reasons: Vec<String> = info
+        .map(|i| {
+            i.machines
+                .iter()
+                .filter(|m| m.status != MachineStatus::Running)
+                .map(|m| {
+                    format!("machine {}: {}", m.name, m.exit_reason.clone().unwrap_or_else(|| "not running".into()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if reasons.is_empty() { "its containers are gone".to_string() } else { reasons.join("; ") }
+}
+
+/// What the API shows of a running workspace: each machine's status, node and servers
+/// (reached through the master's proxy).
+fn runtime_state(workspace: &Workspace, env: &str, info: &RuntimeInfo) -> WorkspaceRuntime {
+    let configured = workspace.config.environments.get(env).map(|e| &e.machines);
+    let machines = info
+        .machines
+        .iter()
+        .map(|m| {
+            let servers = configured
+                .and_then(|c| c.get(&m.name))
+                .map(|c| {
+                    c.servers
+                        .keys()
+                        .map(|s| (s.clone(), ServerUrl { url: format!("/w/{}/{}/{s}/", workspace.id, m.name) }))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let status = match m.status {
+                MachineStatus::Running => "RUNNING",
+                MachineStatus::Stopped => "STOPPED",
+            };
+            (m.name.clone(), MachineState { status: status.into(), node: m.node.clone(), servers })
+        })
+        .collect();
+    WorkspaceRuntime { active_env: env.to_string(), machines }
+}
+
+/// Engine failures as the API reports them: a machine that is not running is a conflict,
+/// a command that ran too long a timeout, anything else the engine's reason.
+pub fn runtime_error(e: RuntimeError) -> Error {
+    match e {
+        RuntimeError::NotRunning(what) => Error::Conflict(format!("{what} is not running")),
+        RuntimeError::Timeout(d) => Error::Conflict(format!("the command did not finish within {} s", d.as_secs())),
+        RuntimeError::NoRoom(detail) => {
+            Error::Conflict(format!("The system is out of resources. Please contact your system admin. ({detail})"))
+        }
+        other => Error::Unavailable(format!("the workspace engine failed: {other}")),
     }
 }
 

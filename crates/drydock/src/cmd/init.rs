@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use drydock_core::runtime::Unavailable;
 use drydock_core::users::CreateUser;
 use drydock_core::{Drydock, SystemClock, VERSION, ids, validate};
 use drydock_store::describe_url;
@@ -79,7 +80,9 @@ pub async fn init_instance(dir: &DataDir, args: &InitArgs) -> Result<()> {
             describe_url(&wiring::database_url(dir, &loaded.config))
         );
     }
-    let drydock = Drydock::new(store, &loaded.config, Arc::new(SystemClock));
+    // init only creates the first administrator: it runs no workspace.
+    let no_runtime = Arc::new(Unavailable { reason: "init runs no workspace".into() });
+    let drydock = Drydock::new(store, &loaded.config, Arc::new(SystemClock), no_runtime);
     let admin = drydock
         .users
         .bootstrap_admin(CreateUser {

@@ -96,7 +96,13 @@ async fn serve(dir: &DataDir, loaded: Loaded) -> Result<()> {
     let public_url =
         if config.server.public_url.is_empty() { local_url.clone() } else { config.server.public_url.clone() };
 
-    let drydock = Arc::new(Drydock::new(store.clone(), &config, Arc::new(SystemClock)));
+    let runtime = wiring::open_runtime(&instance_id, &config).await;
+    let drydock = Arc::new(Drydock::new(store.clone(), &config, Arc::new(SystemClock), runtime));
+    // Workspaces whose containers died, or whose start or stop was cut off, while no master
+    // ran: put them right before serving.
+    if let Err(e) = drydock.workspaces.reconcile().await {
+        tracing::warn!(error = %e, "cannot reconcile workspaces with the engine");
+    }
     let state = AppState::new(
         drydock,
         Settings {

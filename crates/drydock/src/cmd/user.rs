@@ -61,6 +61,9 @@ pub enum UserCommand {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Also stop and delete the workspaces the user owns (otherwise such a user is kept).
+        #[arg(long)]
+        delete_workspaces: bool,
         #[command(flatten)]
         remote: Remote,
     },
@@ -134,14 +137,29 @@ pub async fn run(dir: &DataDir, command: UserCommand) -> Result<ExitCode> {
                 println!("created: {}", u["created"].as_str().unwrap_or(""));
             }
         }
-        UserCommand::Remove { user, yes, remote } => {
+        UserCommand::Remove { user, yes, delete_workspaces, remote } => {
             let client = Client::connect(dir, remote.url.as_deref())?;
             let u = resolve(&client, &user).await?;
             let (name, email, id) =
                 (u["name"].as_str().unwrap_or(""), u["email"].as_str().unwrap_or(""), u["id"].as_str().unwrap_or(""));
-            confirm(&format!("Remove user {name} <{email}> ({id}) with their sessions and tokens?"), yes)?;
-            client.send_no_content::<()>(Method::DELETE, &format!("/api/user/{}", encode(id)), None).await?;
-            println!("removed user {name}");
+            let also =
+                if delete_workspaces { ", sessions, tokens and workspaces" } else { " with their sessions and tokens" };
+            confirm(&format!("Remove user {name} <{email}> ({id}){also}?"), yes)?;
+            if delete_workspaces {
+                let path = format!("/api/user/{}?workspaces=delete", encode(id));
+                let answer: Value = client.send_json(Method::DELETE, &path, &json!({})).await?;
+                let names: Vec<&str> = answer["deletedWorkspaces"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                println!(
+                    "removed user {name} and their workspaces: {}",
+                    if names.is_empty() { "none".into() } else { names.join(", ") }
+                );
+            } else {
+                client.send_no_content::<()>(Method::DELETE, &format!("/api/user/{}", encode(id)), None).await?;
+                println!("removed user {name}");
+            }
         }
         UserCommand::Passwd { user, password, password_file, current_password_file, remote } => {
             let client = Client::connect(dir, remote.url.as_deref())?;

@@ -78,6 +78,9 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(workspaces::get, workspaces::update, workspaces::delete))
         .routes(routes!(workspaces::my_permission, workspaces::unshare))
         .routes(routes!(workspaces::all_permissions))
+        .routes(routes!(workspaces::start, workspaces::stop))
+        .routes(routes!(workspaces::events))
+        .routes(routes!(workspaces::exec))
         .route_layer(middleware::from_fn_with_state(state, crate::auth::require_caller));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).split_for_parts()
 }

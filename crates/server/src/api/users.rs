@@ -94,13 +94,44 @@ pub async fn change(
     Ok(Json(state.drydock.users.set_email(&caller, &id, &body.email).await?))
 }
 
-/// Remove a user with their sessions and tokens (needs `manageUsers`).
-#[utoipa::path(delete, path = "/api/user/{id}", tag = "users", params(("id" = String, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 409, description = "The last manageSystem holder", body = ErrorBody)))]
-pub async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RemoveQuery {
+    /// `delete`: also stop and delete the workspaces the user owns.
+    workspaces: Option<String>,
+}
+
+/// Remove a user with their sessions and tokens (needs `manageUsers`). A user who owns
+/// workspaces is refused (409, naming them) unless `workspaces=delete`, which stops and
+/// deletes them and answers 200 with their names.
+#[utoipa::path(delete, path = "/api/user/{id}", tag = "users", params(("id" = String, Path), RemoveQuery),
+    responses((status = 204), (status = 200, description = "Removed with these workspaces", body = Object),
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "The last manageSystem holder, or an owner of workspaces", body = ErrorBody)))]
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<RemoveQuery>,
+) -> ApiResult<Response> {
+    let deleted = match q.workspaces.as_deref() {
+        None => None,
+        Some("delete") => {
+            state.drydock.users.get(&id).await?;
+            Some(state.drydock.workspaces.delete_all_owned_by(&caller, &id).await?)
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                Some("workspaces"),
+                format!("workspaces must be 'delete', not '{other}'"),
+            ));
+        }
+    };
     state.drydock.users.remove(&caller, &id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(match deleted {
+        Some(names) => Json(serde_json::json!({ "deletedWorkspaces": names })).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -127,3 +127,83 @@ pub async fn unshare(
     state.drydock.workspaces.unshare(&caller, &q.instance, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StartQuery {
+    /// The environment to run (default: the config's defaultEnv).
+    environment: Option<String>,
+}
+
+/// Start a workspace (needs `run`): answers at once with the workspace in STARTING; follow
+/// `/events` for the progress and the result.
+#[utoipa::path(post, path = "/api/workspace/{key}/runtime", tag = "workspaces", params(("key" = String, Path), StartQuery),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn start(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+    ApiQuery(q): ApiQuery<StartQuery>,
+) -> ApiResult<Json<Workspace>> {
+    Ok(Json(state.drydock.workspaces.start(&caller, &key, q.environment.as_deref()).await?))
+}
+
+/// Stop a workspace (needs `run`; administrators may stop any): its containers go, its
+/// network and `/projects` stay.
+#[utoipa::path(delete, path = "/api/workspace/{key}/runtime", tag = "workspaces", params(("key" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn stop(State(state): State<AppState>, caller: Caller, Path(key): Path<String>) -> ApiResult<StatusCode> {
+    state.drydock.workspaces.stop(&caller, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Server-sent events of a workspace: a start's progress, status changes and errors.
+#[utoipa::path(get, path = "/api/workspace/{key}/events", tag = "workspaces", params(("key" = String, Path)),
+    responses((status = 200, content_type = "text/event-stream", body = String), (status = 404, body = ErrorBody)))]
+pub async fn events(State(state): State<AppState>, caller: Caller, Path(key): Path<String>) -> ApiResult<Response> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    let workspaces = &state.drydock.workspaces;
+    let workspace = workspaces.get(&caller, &key).await?;
+    let receiver = workspaces.events().subscribe(&workspace.id);
+    // The current status first, so a watcher never waits for a change to learn it.
+    let first = Event::default().event("status").json_data(serde_json::json!({
+        "workspaceId": workspace.id, "kind": "status", "status": workspace.status, "message": "current status"
+    }));
+    let rest = futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(event) => return Some((Event::default().event(event.kind).json_data(&event), receiver)),
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    let stream = futures::StreamExt::chain(futures::stream::once(async { first }), rest);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExecBody {
+    command: Vec<String>,
+    machine: Option<String>,
+    timeout_seconds: Option<u64>,
+}
+
+/// Run a command without a TTY (needs `use`); output comes back exactly.
+#[utoipa::path(post, path = "/api/workspace/{key}/exec", tag = "workspaces", params(("key" = String, Path)), request_body = ExecBody,
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn exec(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+    ApiJson(body): ApiJson<ExecBody>,
+) -> ApiResult<Json<drydock_core::runtime::ExecOutput>> {
+    if body.command.is_empty() {
+        return Err(ApiError::bad_request(Some("command"), "command must name a program, e.g. [\"ls\", \"-l\"]"));
+    }
+    let timeout = std::time::Duration::from_secs(body.timeout_seconds.unwrap_or(60).clamp(1, 3600));
+    let output = state.drydock.workspaces.exec(&caller, &key, body.machine.as_deref(), &body.command, timeout).await?;
+    Ok(Json(output))
+}

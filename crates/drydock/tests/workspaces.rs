@@ -1,0 +1,221 @@
+//! Workspaces on the real Docker engine, through the real server: start, files that
+//! survive a stop, exec, failures that leave nothing behind, and a master that dies.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ADMIN_PASSWORD, Backend, Instance, answer};
+use drydock_docker::testing::{InstanceGuard, busybox_image, instance_objects, kill_machine, required};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// The test image, or `None` (skip) when there is no engine outside CI.
+async fn image() -> Option<String> {
+    match busybox_image().await {
+        Ok(image) => Some(image),
+        Err(e) if required() => panic!("the workspace tests need Docker and /bin/busybox under CI=true: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+    }
+}
+
+/// A started instance and a guard that removes its engine objects, even on failure.
+async fn instance() -> Option<(Instance, InstanceGuard, String)> {
+    let image = image().await?;
+    let mut dd = Instance::init(Backend::Sqlite)?;
+    let id = std::fs::read_to_string(dd.data_dir().join("instance.id")).unwrap();
+    let guard = InstanceGuard::new(id.trim());
+    dd.start().await;
+    Some((dd, guard, image))
+}
+
+fn config(name: &str, image: &str) -> Value {
+    json!({"name": name, "defaultEnv": "default", "environments": {"default": {
+        "recipe": {"type": "dockerimage", "location": image},
+        "machines": {"dev": {"attributes": {"memoryLimitBytes": "268435456"},
+                              "servers": {"web": {"port": "8080/tcp", "protocol": "http"}}}}}}})
+}
+
+async fn create(dd: &Instance, token: &str, body: &Value) -> String {
+    let (status, ws) =
+        answer(dd.req(Method::POST, "/api/workspace").bearer_auth(token).json(body).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{ws}");
+    ws["id"].as_str().unwrap().to_string()
+}
+
+/// Waits until the workspace leaves STARTING/STOPPING; returns it.
+async fn settled(dd: &Instance, token: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, ws) =
+            answer(dd.req(Method::GET, &format!("/api/workspace/{id}")).bearer_auth(token).send().await.unwrap()).await;
+        if !matches!(ws["status"].as_str(), Some("STARTING" | "STOPPING")) {
+            return ws;
+        }
+        assert!(Instant::now() < deadline, "workspace {id} did not settle: {ws}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn start(dd: &Instance, token: &str, id: &str) -> Value {
+    let (status, ws) =
+        answer(dd.req(Method::POST, &format!("/api/workspace/{id}/runtime")).bearer_auth(token).send().await.unwrap())
+            .await;
+    assert_eq!((status, ws["status"].as_str()), (StatusCode::OK, Some("STARTING")), "{ws}");
+    settled(dd, token, id).await
+}
+
+async fn exec(dd: &Instance, token: &str, id: &str, command: &[&str]) -> (StatusCode, Value) {
+    let body = json!({ "command": command });
+    answer(
+        dd.req(Method::POST, &format!("/api/workspace/{id}/exec")).bearer_auth(token).json(&body).send().await.unwrap(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn files_in_projects_survive_a_stop() {
+    let Some((mut dd, _guard, image)) = instance().await else { return };
+    let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
+    let id = create(&dd, &admin, &config("api-dev", &image)).await;
+
+    // Watch the events while it starts: the current status, progress, then RUNNING.
+    let mut events =
+        dd.req(Method::GET, &format!("/api/workspace/{id}/events")).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let ws = start(&dd, &admin, &id).await;
+    assert_eq!(ws["status"], "RUNNING", "{ws}");
+    let mut seen = String::new();
+    while !seen.contains("\"status\":\"RUNNING\"") {
+        let chunk =
+            tokio::time::timeout(Duration::from_secs(10), events.chunk()).await.expect("events arrive").unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk.expect("the stream stays open")));
+    }
+    assert!(seen.contains("event: status") && seen.contains("\"status\":\"STOPPED\""), "{seen}");
+    assert!(seen.contains("event: progress") && seen.contains("\"status\":\"STARTING\""), "{seen}");
+    drop(events);
+    assert_eq!(ws["runtime"]["machines"]["dev"]["status"], "RUNNING");
+    assert_eq!(ws["runtime"]["machines"]["dev"]["servers"]["web"]["url"], format!("/w/{id}/dev/web/"));
+    let (status, out) =
+        exec(&dd, &admin, &id, &["sh", "-c", "echo kept > /projects/file; echo out; echo err >&2; exit 3"]).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out, json!({"exitCode": 3, "stdout": "out\n", "stderr": "err\n"}));
+    let (_, memory) = exec(&dd, &admin, &id, &["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]).await;
+    assert_eq!(memory["stdout"].as_str().unwrap().trim(), "268435456", "Docker enforces the memory limit");
+
+    // Another user: nothing until shared, then exactly what was granted.
+    let bob_user = dd.create_user(&admin, "bob", "bob-password").await;
+    let bob = dd.token_for("bob", "bob-password").await;
+    let share = |actions: Value| {
+        let body = json!({"userId": bob_user["id"], "domainId": "workspace", "instanceId": id, "actions": actions});
+        dd.req(Method::POST, "/api/permissions").bearer_auth(&admin).json(&body).send()
+    };
+    assert_eq!(exec(&dd, &bob, &id, &["true"]).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(share(json!(["read"])).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(exec(&dd, &bob, &id, &["true"]).await.0, StatusCode::FORBIDDEN);
+    let stop_as =
+        |token: &str| dd.req(Method::DELETE, &format!("/api/workspace/{id}/runtime")).bearer_auth(token).send();
+    assert_eq!(stop_as(&bob).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(share(json!(["read", "use"])).await.unwrap().status(), StatusCode::OK);
+    let (status, out) = exec(&dd, &bob, &id, &["cat", "/projects/file"]).await;
+    assert_eq!((status, out["stdout"].as_str()), (StatusCode::OK, Some("kept\n")));
+    assert_eq!(stop_as(&bob).await.unwrap().status(), StatusCode::FORBIDDEN, "use is not run");
+
+    let r = stop_as(&admin).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let ws = settled(&dd, &admin, &id).await;
+    assert_eq!(ws["status"], "STOPPED");
+    assert!(ws.get("runtime").is_none());
+    let (status, _) = exec(&dd, &admin, &id, &["true"]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "no exec in a stopped workspace");
+
+    // Started again: the file is there.
+    assert_eq!(start(&dd, &admin, &id).await["status"], "RUNNING");
+    let (_, out) = exec(&dd, &admin, &id, &["cat", "/projects/file"]).await;
+    assert_eq!(out["stdout"], "kept\n");
+    let r = dd.req(Method::DELETE, &format!("/api/workspace/{id}")).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT, "a running workspace is not deleted");
+
+    // Deleted: nothing of it is left on the engine.
+    dd.req(Method::DELETE, &format!("/api/workspace/{id}/runtime")).bearer_auth(&admin).send().await.unwrap();
+    let r = dd.req(Method::DELETE, &format!("/api/workspace/{id}")).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let instance = std::fs::read_to_string(dd.data_dir().join("instance.id")).unwrap();
+    let left = instance_objects(instance.trim()).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    dd.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_start_is_an_error_and_leaves_nothing() {
+    let Some((mut dd, guard, _image)) = instance().await else { return };
+    let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
+    let id = create(&dd, &admin, &config("broken", "drydock-test/no-such-image:never")).await;
+    let ws = start(&dd, &admin, &id).await;
+    assert_eq!(ws["status"], "ERROR", "{ws}");
+    assert!(ws["attributes"]["errorMessage"].as_str().unwrap().contains("no-such-image"), "{ws}");
+    let left = instance_objects(guard.instance_id()).await.unwrap();
+    assert!(left.is_empty(), "nothing left behind: {left:?}");
+
+    // A user who owns a running workspace is removed only when asked to take it along.
+    let image = image().await.unwrap();
+    let dora = dd.create_user(&admin, "dora", "dora-password").await;
+    let dora_token = dd.token_for("dora", "dora-password").await;
+    let hers = create(&dd, &dora_token, &config("hers", &image)).await;
+    assert_eq!(start(&dd, &dora_token, &hers).await["status"], "RUNNING");
+    let remove = |query: &'static str| {
+        dd.req(Method::DELETE, &format!("/api/user/{}{query}", dora["id"].as_str().unwrap())).bearer_auth(&admin).send()
+    };
+    let (status, body) = answer(remove("").await.unwrap()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["message"].as_str().unwrap().contains("hers"), "{body}");
+    assert_eq!(remove("?workspaces=keep").await.unwrap().status(), StatusCode::BAD_REQUEST);
+    let (status, body) = answer(remove("?workspaces=delete").await.unwrap()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"deletedWorkspaces": ["hers"]})));
+    let left = instance_objects(guard.instance_id()).await.unwrap();
+    assert!(left.is_empty(), "her containers, network and volume went too: {left:?}");
+    dd.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_machine_and_a_killed_master() {
+    let Some((mut dd, guard, image)) = instance().await else { return };
+    let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
+    let first = create(&dd, &admin, &config("first", &image)).await;
+    let second = create(&dd, &admin, &config("second", &image)).await;
+    assert_eq!(start(&dd, &admin, &first).await["status"], "RUNNING");
+    assert_eq!(start(&dd, &admin, &second).await["status"], "RUNNING");
+
+    // Killed from outside: the status says so, with the reason.
+    kill_machine(guard.instance_id(), &first, "dev").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ws = loop {
+        let (_, ws) =
+            answer(dd.req(Method::GET, &format!("/api/workspace/{first}")).bearer_auth(&admin).send().await.unwrap())
+                .await;
+        if ws["status"] != "RUNNING" {
+            break ws;
+        }
+        assert!(Instant::now() < deadline, "the kill was not noticed: {ws}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ws["status"], "ERROR", "{ws}");
+    assert!(ws["attributes"]["errorMessage"].as_str().unwrap().contains("dev"), "{ws}");
+
+    // The master dies (SIGKILL) and comes back: the running workspace is still RUNNING and works.
+    let mut server = dd.server.take().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    dd.start().await;
+    let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
+    let (_, ws) =
+        answer(dd.req(Method::GET, &format!("/api/workspace/{second}")).bearer_auth(&admin).send().await.unwrap())
+            .await;
+    assert_eq!(ws["status"], "RUNNING", "{ws}");
+    let (status, out) = exec(&dd, &admin, &second, &["echo", "still here"]).await;
+    assert_eq!((status, out["stdout"].as_str()), (StatusCode::OK, Some("still here\n")));
+    dd.stop();
+}
