@@ -304,9 +304,13 @@ async fn out_of_memory_is_reported() {
     let ws = "wksp-oom";
     let mut hog = machine("hog", &f.image);
     hog.memory_bytes = 32 * MB;
-    // Waits for a word on a pipe, then holds far more than its limit in memory.
-    hog.command =
-        Some(words(&["sh", "-c", "mkfifo /tmp/go && read word < /tmp/go && head -c 500000000 /dev/zero | tail"]));
+    // Waits for a word on a pipe, then fills a buffer far larger than its limit at once (a
+    // slowly growing one can make the kernel thrash for a long while before the OOM killer).
+    hog.command = Some(words(&[
+        "sh",
+        "-c",
+        "mkfifo /tmp/go && read word < /tmp/go && dd if=/dev/zero of=/dev/null bs=200M count=1",
+    ]));
     rt.start(&spec(ws, vec![hog]), &ignore).await.unwrap();
     let mut events = rt.events().await.unwrap();
     exec(rt, ws, "hog", &["sh", "-c", "echo go > /tmp/go"]).await;

@@ -130,6 +130,8 @@ async fn server_errors_show_nothing_internal() {
     let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
     let browser = browser_like();
     sign_in(&dd, &browser, "admin", ADMIN_PASSWORD).await;
+    let r = browser.get(format!("{}/account", dd.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     // Both credentials are now cached, so the failures below are the user list's own.
     let db = dd.db.as_ref().unwrap();
     let server = common::postgres_url().unwrap();
@@ -149,4 +151,14 @@ async fn server_errors_show_nothing_internal() {
         }
     }
     assert!(body.contains("\"code\":\"internal\""), "{body}");
+
+    // A session that was never checked cannot be checked now: an error page, not a sign-in.
+    let fresh = browser_like();
+    let r = fresh
+        .get(format!("{}/account", dd.url))
+        .header("cookie", "drydock_session=dds_unchecked")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }

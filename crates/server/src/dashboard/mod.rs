@@ -70,7 +70,7 @@ pub async fn error_pages_with_layout(State(state): State<AppState>, req: Request
     }
     let response = next.run(req).await;
     let Some(info) = response.extensions().get::<ErrorPageInfo>().cloned() else { return response };
-    match Session::from_headers(&state, &headers).await {
+    match Session::from_headers(&state, &headers).await.ok().flatten() {
         Some(session) => {
             let page = ErrorPage {
                 layout: session.layout(""),
@@ -116,18 +116,21 @@ pub struct Session {
 }
 
 impl Session {
-    pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Option<Session> {
-        let (secret, via) = presented_secret(headers)?;
-        if via != Via::Cookie {
-            return None;
-        }
-        let caller = state.drydock.auth.authenticate(&secret).await.ok()?;
-        Some(Session {
+    /// The session the cookie names; `None` when there is no valid one. A failure to check
+    /// it (the database is gone) is an error, not a reason to ask for a sign-in.
+    pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, PageError> {
+        let Some((secret, Via::Cookie)) = presented_secret(headers) else { return Ok(None) };
+        let caller = match state.drydock.auth.authenticate(&secret).await {
+            Ok(caller) => caller,
+            Err(Error::Unauthorized(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Some(Session {
             caller,
             csrf: secret::csrf_token(&secret),
             flash: cookie(headers, FLASH_COOKIE).map(|v| percent_decode(&v)),
             htmx: headers.contains_key("hx-request"),
-        })
+        }))
     }
 
     pub fn is_admin(&self) -> bool {
@@ -176,7 +179,7 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Session::from_headers(state, &parts.headers).await.ok_or(PageError::SignIn)
+        Session::from_headers(state, &parts.headers).await?.ok_or(PageError::SignIn)
     }
 }
 
@@ -191,7 +194,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Posted<T> {
     type Rejection = PageError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let session = Session::from_headers(state, req.headers()).await.ok_or(PageError::SignIn)?;
+        let session = Session::from_headers(state, req.headers()).await?.ok_or(PageError::SignIn)?;
         let header_token = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_string);
         let bytes = Bytes::from_request(req, state)
             .await

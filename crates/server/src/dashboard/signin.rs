@@ -32,11 +32,11 @@ struct Workspaces {
     layout: Layout,
 }
 
-pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match Session::from_headers(&state, &headers).await {
+pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
+    Ok(match Session::from_headers(&state, &headers).await? {
         Some(session) => session.page(StatusCode::OK, &Workspaces { layout: session.layout("workspaces") }),
         None => sign_in_page(StatusCode::OK, None, String::new()),
-    }
+    })
 }
 
 fn sign_in_page(status: StatusCode, error: Option<String>, username: String) -> Response {
