@@ -103,6 +103,7 @@ async fn files_in_projects_survive_a_stop() {
         exec(&dd, &admin, &id, &["sh", "-c", "echo kept > /projects/file; echo out; echo err >&2; exit 3"]).await;
     assert_eq!(status, StatusCode::OK, "{out}");
     assert_eq!(out, json!({"exitCode": 3, "stdout": "out\n", "stderr": "err\n"}));
+    terminal_round_trip(&dd, &admin, &id).await;
     let (_, memory) = exec(&dd, &admin, &id, &["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]).await;
     assert_eq!(memory["stdout"].as_str().unwrap().trim(), "268435456", "Docker enforces the memory limit");
 
@@ -218,4 +219,39 @@ async fn a_killed_machine_and_a_killed_master() {
     let (status, out) = exec(&dd, &admin, &second, &["echo", "still here"]).await;
     assert_eq!((status, out["stdout"].as_str()), (StatusCode::OK, Some("still here\n")));
     dd.stop();
+}
+
+/// A shell over the terminal WebSocket: type a command, read its output; resize; and a
+/// cookie-authenticated handshake from another site is refused.
+async fn terminal_round_trip(dd: &Instance, token: &str, id: &str) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let url = format!("{}/api/workspace/{id}/terminal?cols=100&rows=30", dd.url.replace("http://", "ws://"));
+    let mut request = url.as_str().into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("the terminal opens");
+    socket.send(Message::Text(r#"{"type": "resize", "cols": 120, "rows": 40}"#.into())).await.unwrap();
+    socket.send(Message::Binary(b"echo hi-$((40+2)); stty size\n".to_vec().into())).await.unwrap();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(seen.contains("hi-42") && seen.contains("40 120")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, socket.next()).await {
+            Ok(Some(Ok(Message::Binary(bytes)))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("terminal ended early ({other:?}); saw {seen:?}"),
+        }
+    }
+    socket.close(None).await.unwrap();
+
+    let session = dd.token_for("admin", ADMIN_PASSWORD).await;
+    let mut request = url.as_str().into_client_request().unwrap();
+    request.headers_mut().insert("cookie", format!("drydock_session={session}").parse().unwrap());
+    request.headers_mut().insert("origin", "http://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("a cross-site terminal was not refused: {:?}", other.map(|(_, r)| r.status())),
+    }
 }

@@ -51,6 +51,9 @@ pub async fn authenticate(state: &AppState, method_is_safe: bool, headers: &Head
 pub async fn require_caller(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let safe = req.method().is_safe();
     let caller = authenticate(&state, safe, req.headers()).await?;
+    if let Some((_, via)) = presented_secret(req.headers()) {
+        req.extensions_mut().insert(via);
+    }
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }
@@ -63,4 +66,18 @@ pub fn session_cookie(secret: Option<&str>, max_age_secs: i64, secure: bool) -> 
         None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
     };
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A WebSocket authenticated by the cookie must come from our own pages: browsers send
+/// cookies on cross-site WebSocket handshakes, and the CSRF token cannot ride along.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => {
+            origin.split_once("://").is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+        }
+        (Some(_), None) => false,
+    }
 }

@@ -22,7 +22,9 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::model::{MANAGE_SYSTEM, Page, Permission, Principal};
-use crate::runtime::{ExecOutput, MachineStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeSpec};
+use crate::runtime::{
+    ExecOutput, MachineStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeSpec, Terminal,
+};
 use crate::store::{Conflict, Store, StoreError};
 
 pub const READ: &str = "read";
@@ -340,6 +342,46 @@ impl Workspaces {
         access.require(USE)?;
         let machine = self.running_machine(&access.workspace, machine)?;
         self.runtime.exec(&access.workspace.id, &machine, command, timeout).await.map_err(runtime_error)
+    }
+
+    /// Opens an interactive shell in a machine (default: the dev machine); needs `use`.
+    pub async fn terminal(
+        &self,
+        caller: &Principal,
+        key: &str,
+        machine: Option<&str>,
+        cols: u16,
+        rows: u16,
+    ) -> Result<(String, String, Terminal)> {
+        let access = self.access(caller, key).await?;
+        access.require(USE)?;
+        let machine = self.running_machine(&access.workspace, machine)?;
+        let terminal =
+            self.runtime.terminal(&access.workspace.id, &machine, cols, rows).await.map_err(runtime_error)?;
+        Ok((access.workspace.id, machine, terminal))
+    }
+
+    /// Where a server of a running machine listens, for the proxy; needs `use`.
+    pub async fn server_address(&self, caller: &Principal, key: &str, machine: &str, server: &str) -> Result<String> {
+        let access = self.access(caller, key).await?;
+        access.require(USE)?;
+        let workspace = access.workspace;
+        let machine = self.running_machine(&workspace, Some(machine))?;
+        let env = workspace.runtime.as_ref().map(|r| r.active_env.clone()).unwrap_or_default();
+        let config = workspace
+            .config
+            .environments
+            .get(&env)
+            .and_then(|e| e.machines.get(&machine))
+            .and_then(|m| m.servers.get(server))
+            .ok_or_else(|| Error::NotFound(format!("machine {machine} has no server '{server}'")))?;
+        let port = config.container_port(&format!("machines.{machine}.servers.{server}.port"))?;
+        let info = self.runtime.inspect(&workspace.id).await.map_err(runtime_error)?;
+        let address = info
+            .and_then(|i| i.machines.into_iter().find(|m| m.name == machine))
+            .and_then(|m| m.address)
+            .ok_or_else(|| Error::Conflict(format!("machine {machine} has no address on its network")))?;
+        Ok(format!("{address}:{port}"))
     }
 
     /// The machine a terminal or exec goes to: the one named, else the dev machine.

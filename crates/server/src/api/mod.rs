@@ -4,6 +4,7 @@
 mod auth;
 mod permissions;
 mod system;
+mod terminal;
 mod tokens;
 mod users;
 mod workspaces;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(workspaces::start, workspaces::stop))
         .routes(routes!(workspaces::events))
         .routes(routes!(workspaces::exec))
+        .routes(routes!(terminal::terminal))
         .route_layer(middleware::from_fn_with_state(state, crate::auth::require_caller));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).split_for_parts()
 }
