@@ -104,6 +104,7 @@ async fn files_in_projects_survive_a_stop() {
     assert_eq!(status, StatusCode::OK, "{out}");
     assert_eq!(out, json!({"exitCode": 3, "stdout": "out\n", "stderr": "err\n"}));
     terminal_round_trip(&dd, &admin, &id).await;
+    proxy_to_a_server(&dd, &admin, &id).await;
     let (_, memory) = exec(&dd, &admin, &id, &["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]).await;
     assert_eq!(memory["stdout"].as_str().unwrap().trim(), "268435456", "Docker enforces the memory limit");
 
@@ -254,4 +255,60 @@ async fn terminal_round_trip(dd: &Instance, token: &str, id: &str) {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
         other => panic!("a cross-site terminal was not refused: {:?}", other.map(|(_, r)| r.status())),
     }
+}
+
+/// The proxy to busybox httpd in the machine: authenticated, and drydock's own credentials
+/// never reach the workspace.
+async fn proxy_to_a_server(dd: &Instance, token: &str, id: &str) {
+    let script = "mkdir -p /projects/site/cgi-bin && echo served > /projects/site/index.html && \
+                  printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho \"cookie=$HTTP_COOKIE auth=$HTTP_AUTHORIZATION prefix=$HTTP_X_FORWARDED_PREFIX method=$REQUEST_METHOD\"\\n' \
+                  > /projects/site/cgi-bin/env && chmod +x /projects/site/cgi-bin/env && httpd -p 8080 -h /projects/site";
+    let (status, out) = exec(dd, token, id, &["sh", "-c", script]).await;
+    assert_eq!((status, out["exitCode"].as_i64()), (StatusCode::OK, Some(0)), "{out}");
+    let base = format!("/w/{id}/dev/web");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let r = dd.req(Method::GET, &format!("{base}/index.html")).bearer_auth(token).send().await.unwrap();
+        if r.status() == StatusCode::OK {
+            break r.text().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "httpd never answered through the proxy: {}", r.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(page, "served\n");
+    assert_eq!(
+        dd.req(Method::GET, &format!("{base}/index.html")).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        dd.req(Method::GET, &format!("/w/{id}/dev/nope/")).bearer_auth(token).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // What the workspace sees: no drydock credentials, the app's own cookies, the prefix.
+    let session = dd.token_for("admin", ADMIN_PASSWORD).await;
+    let r = dd
+        .req(Method::POST, &format!("{base}/cgi-bin/env?x=1"))
+        .header("cookie", format!("drydock_session={session}; app=1"))
+        .header("origin", dd.url.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = r.text().await.unwrap();
+    assert!(
+        seen.contains("cookie=app=1 auth= ")
+            && seen.contains(&format!("prefix={base}"))
+            && seen.contains("method=POST"),
+        "{seen}"
+    );
+    assert!(!seen.contains("dds_") && !seen.contains("ddt_"), "{seen}");
+    let r = dd
+        .req(Method::POST, &format!("{base}/cgi-bin/env"))
+        .header("cookie", format!("drydock_session={session}"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "cross-site changes through the proxy are refused");
 }

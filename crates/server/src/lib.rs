@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 mod jobs;
 pub mod metrics;
+mod proxy;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,6 +39,8 @@ pub struct Shared {
     pub drydock: Arc<Drydock>,
     pub metrics: metrics::Metrics,
     pub settings: Settings,
+    /// The HTTP client of the proxy to machines' servers (it keeps connections alive).
+    pub proxy: proxy::HttpClient,
 }
 
 impl std::ops::Deref for AppState {
@@ -59,7 +62,7 @@ pub struct Settings {
 
 impl AppState {
     pub fn new(drydock: Arc<Drydock>, settings: Settings) -> Self {
-        AppState(Arc::new(Shared { drydock, metrics: metrics::Metrics::default(), settings }))
+        AppState(Arc::new(Shared { drydock, metrics: metrics::Metrics::default(), settings, proxy: proxy::client() }))
     }
 }
 
@@ -70,6 +73,8 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .merge(utoipa_swagger_ui::SwaggerUi::new("/swagger").url("/api/openapi.json", openapi))
         .merge(dashboard::router())
+        .route("/w/{workspace}/{machine}/{server}", axum::routing::any(proxy::forward))
+        .route("/w/{workspace}/{machine}/{server}/{*rest}", axum::routing::any(proxy::forward))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), dashboard::error_pages_with_layout))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
