@@ -146,7 +146,7 @@ pub trait Runtime: Send + Sync {
     /// Stops and removes the workspace's containers; its network and volume stay.
     async fn stop(&self, workspace_id: &str) -> Result<(), RuntimeError>;
 
-    /// Removes everything of the workspace: containers, network and `/projects` volume.
+    /// Removes everything of the workspace: containers, network, `/projects` volume and snapshots.
     async fn remove(&self, workspace_id: &str) -> Result<(), RuntimeError>;
 
     /// The workspace's containers as the engine has them (None when it has none).

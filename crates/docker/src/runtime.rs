@@ -14,9 +14,9 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptions, ResizeExecOptionsBuilder, StopContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptions,
+    ResizeExecOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use drydock_core::runtime::{
     ExecOutput, LABEL_INSTANCE, LABEL_MACHINE, LABEL_WORKSPACE, MachineRuntime, MachineSpec, MachineStatus,
@@ -652,6 +652,16 @@ impl Runtime for DockerRuntime {
         for volume in volumes.volumes.unwrap_or_default() {
             match self.docker.remove_volume(&volume.name, None::<RemoveVolumeOptions>).await {
                 Ok(()) => {}
+                Err(e) if gone_or_going(&e) => {}
+                Err(e) => return Err(engine(e)),
+            }
+        }
+        // The workspace's snapshots go with it: deleting a workspace frees what it used.
+        let options = ListImagesOptionsBuilder::default().all(true).filters(&filters).build();
+        for image in self.docker.list_images(Some(options)).await.map_err(engine)? {
+            let options = RemoveImageOptionsBuilder::default().force(true).build();
+            match self.docker.remove_image(&image.id, Some(options), None).await {
+                Ok(_) => {}
                 Err(e) if gone_or_going(&e) => {}
                 Err(e) => return Err(engine(e)),
             }

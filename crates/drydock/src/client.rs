@@ -60,6 +60,11 @@ impl Client {
         Err(ApiFailure { status, message: message.to_string() }.into())
     }
 
+    /// A request without a body; the response as it came (for headers, streams, no content).
+    pub async fn call(&self, method: Method, path: &str) -> Result<Response> {
+        self.send(self.request(method, path)).await
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         Ok(self.send(self.request(Method::GET, path)).await?.json().await?)
     }

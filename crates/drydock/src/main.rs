@@ -45,6 +45,9 @@ enum Command {
     /// Manage your personal API tokens (through the running server).
     #[command(subcommand)]
     Token(cmd::token::TokenCommand),
+    /// Manage workspaces: list, create, start, stop, delete, exec (through the running server).
+    #[command(subcommand)]
+    Workspace(cmd::workspace::WorkspaceCommand),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
             Command::Version(args) => cmd::status::version(&dir, &args),
             Command::User(c) => cmd::user::run(&dir, c).await,
             Command::Token(c) => cmd::token::run(&dir, c).await,
+            Command::Workspace(c) => cmd::workspace::run(&dir, c).await,
         }
     });
     match result {

@@ -134,6 +134,35 @@ async fn files_in_projects_survive_a_stop() {
     let (status, _) = exec(&dd, &admin, &id, &["true"]).await;
     assert_eq!(status, StatusCode::CONFLICT, "no exec in a stopped workspace");
 
+    // A snapshot keeps what was written outside /projects; a restore starts from it.
+    let r = dd
+        .req(Method::POST, &format!("/api/workspace/{id}/runtime?restore=true"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT, "no snapshot yet");
+    assert_eq!(start(&dd, &admin, &id).await["status"], "RUNNING");
+    exec(&dd, &admin, &id, &["sh", "-c", "echo snapped > /root/marker"]).await;
+    let (status, images) = answer(
+        dd.req(Method::POST, &format!("/api/workspace/{id}/snapshot")).bearer_auth(&admin).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{images}");
+    assert!(images["dev"].as_str().unwrap().contains(&id), "{images}");
+    dd.req(Method::DELETE, &format!("/api/workspace/{id}/runtime")).bearer_auth(&admin).send().await.unwrap();
+    let r = dd
+        .req(Method::POST, &format!("/api/workspace/{id}/runtime?restore=true"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(settled(&dd, &admin, &id).await["status"], "RUNNING");
+    let (_, out) = exec(&dd, &admin, &id, &["cat", "/root/marker", "/projects/file"]).await;
+    assert_eq!(out["stdout"], "snapped\nkept\n");
+    dd.req(Method::DELETE, &format!("/api/workspace/{id}/runtime")).bearer_auth(&admin).send().await.unwrap();
+
     // Started again: the file is there.
     assert_eq!(start(&dd, &admin, &id).await["status"], "RUNNING");
     let (_, out) = exec(&dd, &admin, &id, &["cat", "/projects/file"]).await;

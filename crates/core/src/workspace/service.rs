@@ -33,6 +33,8 @@ pub const RUN: &str = "run";
 pub const CONFIGURE: &str = "configure";
 pub const SET_PERMISSIONS: &str = "setPermissions";
 pub const DELETE: &str = "delete";
+/// The attribute that records the latest snapshot: machine name → image, as JSON.
+pub const SNAPSHOT_ATTRIBUTE: &str = "snapshot";
 
 #[derive(Debug, Clone)]
 pub struct WorkspaceSettings {
@@ -228,12 +230,23 @@ impl Workspaces {
         caller: &Principal,
         key: &str,
         environment: Option<&str>,
+        restore: bool,
     ) -> Result<Workspace> {
         let access = self.access(caller, key).await?;
         access.require(RUN)?;
         let mut workspace = access.workspace;
         let env = environment.unwrap_or(&workspace.config.default_env).to_string();
         let machines = spec::machines(&workspace.config, &env, self.settings.default_machine_memory)?;
+        let images = if restore {
+            let saved = workspace
+                .attributes
+                .get(SNAPSHOT_ATTRIBUTE)
+                .ok_or_else(|| Error::Conflict("the workspace has no snapshot to restore".into()))?;
+            serde_json::from_str::<BTreeMap<String, String>>(saved)
+                .map_err(|e| Error::Internal(format!("the workspace's snapshot record cannot be read: {e}").into()))?
+        } else {
+            BTreeMap::new()
+        };
         let from = [WorkspaceStatus::Stopped, WorkspaceStatus::Error];
         if !from.contains(&workspace.status) {
             return Err(Error::Conflict(format!("the workspace is {}", workspace.status.as_str())));
@@ -248,7 +261,7 @@ impl Workspaces {
         }
         self.emit(&workspace.id, "status", Some(WorkspaceStatus::Starting), format!("starting environment {env}"));
         let this = self.clone();
-        let spec = RuntimeSpec { workspace_id: workspace.id.clone(), machines, images: BTreeMap::new() };
+        let spec = RuntimeSpec { workspace_id: workspace.id.clone(), machines, images };
         let started = workspace.clone();
         tokio::spawn(async move { this.finish_start(started, env, spec).await });
         Ok(workspace)
@@ -342,6 +355,26 @@ impl Workspaces {
         access.require(USE)?;
         let machine = self.running_machine(&access.workspace, machine)?;
         self.runtime.exec(&access.workspace.id, &machine, command, timeout).await.map_err(runtime_error)
+    }
+
+    /// Commits every machine of a running workspace to a local image (needs `run`); the
+    /// next start with `restore` runs from them. Returns machine → image.
+    pub async fn snapshot(&self, caller: &Principal, key: &str) -> Result<BTreeMap<String, String>> {
+        let access = self.access(caller, key).await?;
+        access.require(RUN)?;
+        let mut workspace = access.workspace;
+        if workspace.status != WorkspaceStatus::Running {
+            return Err(Error::Conflict(format!("the workspace is {}, not RUNNING", workspace.status.as_str())));
+        }
+        let images = self.runtime.snapshot(&workspace.id).await.map_err(runtime_error)?;
+        let record = serde_json::to_string(&images).map_err(Error::internal)?;
+        workspace.attributes.insert(SNAPSHOT_ATTRIBUTE.into(), record);
+        workspace.attributes.insert("snapshotCreated".into(), self.now_text());
+        if !self.store.transition_workspace(&workspace, &[WorkspaceStatus::Running]).await? {
+            return Err(Error::Conflict("the workspace stopped while its snapshot was taken".into()));
+        }
+        self.emit(&workspace.id, "progress", None, format!("snapshot of {} machine(s) taken", images.len()));
+        Ok(images)
     }
 
     /// Opens an interactive shell in a machine (default: the dev machine); needs `use`.

@@ -4,6 +4,7 @@ pub mod status;
 pub mod stop;
 pub mod token;
 pub mod user;
+pub mod workspace;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;

@@ -83,6 +83,7 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(workspaces::events))
         .routes(routes!(workspaces::exec))
         .routes(routes!(terminal::terminal))
+        .routes(routes!(workspaces::snapshot))
         .route_layer(middleware::from_fn_with_state(state, crate::auth::require_caller));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).split_for_parts()
 }

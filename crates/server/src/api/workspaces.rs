@@ -133,6 +133,9 @@ pub async fn unshare(
 pub struct StartQuery {
     /// The environment to run (default: the config's defaultEnv).
     environment: Option<String>,
+    /// Start from the latest snapshot.
+    #[serde(default)]
+    restore: bool,
 }
 
 /// Start a workspace (needs `run`): answers at once with the workspace in STARTING; follow
@@ -145,7 +148,7 @@ pub async fn start(
     Path(key): Path<String>,
     ApiQuery(q): ApiQuery<StartQuery>,
 ) -> ApiResult<Json<Workspace>> {
-    Ok(Json(state.drydock.workspaces.start(&caller, &key, q.environment.as_deref()).await?))
+    Ok(Json(state.drydock.workspaces.start(&caller, &key, q.environment.as_deref(), q.restore).await?))
 }
 
 /// Stop a workspace (needs `run`; administrators may stop any): its containers go, its
@@ -206,4 +209,16 @@ pub async fn exec(
     let timeout = std::time::Duration::from_secs(body.timeout_seconds.unwrap_or(60).clamp(1, 3600));
     let output = state.drydock.workspaces.exec(&caller, &key, body.machine.as_deref(), &body.command, timeout).await?;
     Ok(Json(output))
+}
+
+/// Commit every machine of a running workspace to a local image (needs `run`); start with
+/// `?restore=true` to run from it. Answers machine → image.
+#[utoipa::path(post, path = "/api/workspace/{key}/snapshot", tag = "workspaces", params(("key" = String, Path)),
+    responses((status = 200, body = Object), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn snapshot(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<Json<std::collections::BTreeMap<String, String>>> {
+    Ok(Json(state.drydock.workspaces.snapshot(&caller, &key).await?))
 }
