@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::model::{Credential, CredentialKind, NewUser, Page, Permission, User, UserFilter};
-use crate::workspace::{Workspace, WorkspaceFilter, WorkspaceStatus};
+use crate::workspace::{Stack, Workspace, WorkspaceFilter, WorkspaceStatus};
 
 /// Why a guarded write was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +91,12 @@ pub trait Store: Send + Sync {
     async fn transition_workspace(&self, workspace: &Workspace, from: &[WorkspaceStatus]) -> StoreResult<bool>;
     /// Deletes a workspace and every permission on it; only when its status is one of `from`.
     async fn delete_workspace(&self, id: &str, from: &[WorkspaceStatus]) -> StoreResult<()>;
+
+    // Stacks. Names are unique, checked in the transaction that writes.
+    async fn create_stack(&self, stack: &Stack) -> StoreResult<()>;
+    async fn stacks(&self) -> StoreResult<Vec<Stack>>;
+    async fn stack(&self, id: &str) -> StoreResult<Option<Stack>>;
+    async fn delete_stack(&self, id: &str) -> StoreResult<()>;
 
     // Sessions and tokens.
     async fn insert_credential(&self, credential: &Credential) -> StoreResult<()>;

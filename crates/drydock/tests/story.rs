@@ -791,6 +791,49 @@ async fn workspaces_and_sharing(dd: &Instance, admin: &str) {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(get(&bob).await.unwrap().status(), StatusCode::NOT_FOUND, "unshared: gone for bob");
 
+    // Stacks: administrators offer them, everyone creates from them.
+    let stack = json!({"name": "busybox-dev", "description": "A shell", "tags": ["kept"], "workspaceConfig": config});
+    let post_stack =
+        |token: &str, body: &Value| dd.req(Method::POST, "/api/stack").bearer_auth(token).json(body).send();
+    let (status, created) = answer(post_stack(admin, &stack).await.unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["tags"], json!(["kept"]));
+    let stack_id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(answer(post_stack(admin, &stack).await.unwrap()).await.0, StatusCode::CONFLICT);
+    assert_eq!(post_stack(&alice, &stack).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let mut bad_stack = stack.clone();
+    bad_stack["name"] = "broken".into();
+    bad_stack["workspaceConfig"]["defaultEnv"] = "nope".into();
+    let (status, body) = answer(post_stack(admin, &bad_stack).await.unwrap()).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("workspaceConfig.defaultEnv")));
+    let (status, stacks) = answer(dd.req(Method::GET, "/api/stack").bearer_auth(&alice).send().await.unwrap()).await;
+    assert_eq!((status, stacks.as_array().unwrap().len()), (StatusCode::OK, 1));
+    let from_stack = |body: Value, stack: &str| {
+        dd.req(Method::POST, &format!("/api/workspace?stack={stack}")).bearer_auth(&alice).json(&body).send()
+    };
+    let (status, made) = answer(from_stack(json!({"name": "from-stack"}), &stack_id).await.unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!((made["config"]["name"].as_str(), made["namespace"].as_str()), (Some("from-stack"), Some("alice")));
+    assert_eq!(made["config"]["environments"], config["environments"]);
+    assert_eq!(from_stack(json!({"name": "x"}), "stack-nothing").await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        from_stack(json!({"name": "y", "extra": 1}), &stack_id).await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    let made_id = made["id"].as_str().unwrap();
+    assert_eq!(
+        dd.req(Method::DELETE, &format!("/api/workspace/{made_id}")).bearer_auth(&alice).send().await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        dd.req(Method::DELETE, &format!("/api/stack/{stack_id}")).bearer_auth(&alice).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        dd.req(Method::DELETE, &format!("/api/stack/{stack_id}")).bearer_auth(admin).send().await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+
     // A user who owns workspaces is not removed by accident.
     let (_, alice_user) = answer(dd.req(Method::GET, "/api/user").bearer_auth(&alice).send().await.unwrap()).await;
     let r = dd

@@ -195,8 +195,15 @@ async fn a_failed_start_is_an_error_and_leaves_nothing() {
     let image = image().await.unwrap();
     let dora = dd.create_user(&admin, "dora", "dora-password").await;
     let dora_token = dd.token_for("dora", "dora-password").await;
-    let hers = create(&dd, &dora_token, &config("hers", &image)).await;
-    assert_eq!(start(&dd, &dora_token, &hers).await["status"], "RUNNING");
+    let r = dd
+        .req(Method::POST, "/api/workspace?start-after-create=true")
+        .bearer_auth(&dora_token)
+        .json(&config("hers", &image))
+        .send();
+    let (status, made) = answer(r.await.unwrap()).await;
+    assert_eq!((status, made["status"].as_str()), (StatusCode::CREATED, Some("STARTING")), "{made}");
+    let hers = made["id"].as_str().unwrap().to_string();
+    assert_eq!(settled(&dd, &dora_token, &hers).await["status"], "RUNNING");
     let remove = |query: &'static str| {
         dd.req(Method::DELETE, &format!("/api/user/{}{query}", dora["id"].as_str().unwrap())).bearer_auth(&admin).send()
     };

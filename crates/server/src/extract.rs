@@ -49,6 +49,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| naming_the_field(e, "invalid JSON body", "invalid value for"))
 }
 
+/// Reads a JSON value already parsed into a type, naming the field that is wrong.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| naming_the_field(e, "invalid JSON body", "invalid value for"))
+}
+
 /// A 400 that names the field (or parameter) a deserialization error is about.
 fn naming_the_field<E: std::fmt::Display>(e: serde_path_to_error::Error<E>, whole: &str, field: &str) -> ApiError {
     let path = e.path().to_string();

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drydock_core::model::{DOMAIN_SYSTEM, MANAGE_SYSTEM, UserFilter};
 use drydock_core::store::{Conflict, SchemaStatus, StoreResult};
-use drydock_core::workspace::{Workspace, WorkspaceFilter, WorkspaceStatus};
+use drydock_core::workspace::{Stack, Workspace, WorkspaceFilter, WorkspaceStatus};
 use drydock_core::{Credential, CredentialKind, NewUser, Page, Permission, Store, StoreError, User};
 use sqlx::AnyPool;
 use sqlx::any::AnyRow;
@@ -535,6 +535,22 @@ impl Store for SqlStore {
 
     async fn delete_workspace(&self, id: &str, from: &[WorkspaceStatus]) -> StoreResult<()> {
         self.ws_delete(id, from).await
+    }
+
+    async fn create_stack(&self, stack: &Stack) -> StoreResult<()> {
+        self.stack_create(stack).await
+    }
+
+    async fn stacks(&self) -> StoreResult<Vec<Stack>> {
+        self.stack_list().await
+    }
+
+    async fn stack(&self, id: &str) -> StoreResult<Option<Stack>> {
+        self.stack_get(id).await
+    }
+
+    async fn delete_stack(&self, id: &str) -> StoreResult<()> {
+        self.stack_delete(id).await
     }
 
     async fn insert_credential(&self, c: &Credential) -> StoreResult<()> {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use drydock_core::store::{Conflict, StoreResult};
-use drydock_core::workspace::{DOMAIN_WORKSPACE, Workspace, WorkspaceFilter, WorkspaceStatus};
+use drydock_core::workspace::{DOMAIN_WORKSPACE, Stack, Workspace, WorkspaceFilter, WorkspaceStatus};
 use drydock_core::{Page, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -234,5 +234,57 @@ impl SqlStore {
             .await
             .map_err(other)?;
         rows.iter().map(|r| r.try_get::<String, _>("name").map_err(other)).collect()
+    }
+}
+
+fn stack_from(row: &AnyRow) -> StoreResult<Stack> {
+    let text: String = row.try_get("stack").map_err(other)?;
+    serde_json::from_str(&text).map_err(|e| corrupt("stack", e))
+}
+
+impl SqlStore {
+    pub(crate) async fn stack_create(&self, stack: &Stack) -> StoreResult<()> {
+        let mut tx = self.begin_guarded().await?;
+        let taken = sqlx::query("SELECT 1 AS one FROM stacks WHERE name = $1")
+            .bind(stack.name.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(other)?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(Conflict::Taken { field: "name", value: stack.name.clone() }));
+        }
+        let created = chrono::DateTime::parse_from_rfc3339(&stack.created).map_or(0, |t| t.timestamp_millis());
+        sqlx::query("INSERT INTO stacks (id, name, stack, created) VALUES ($1, $2, $3, $4)")
+            .bind(stack.id.as_str())
+            .bind(stack.name.as_str())
+            .bind(serde_json::to_string(stack).map_err(unwritable)?)
+            .bind(created)
+            .execute(&mut *tx)
+            .await
+            .map_err(other)?;
+        tx.commit().await.map_err(other)
+    }
+
+    pub(crate) async fn stack_list(&self) -> StoreResult<Vec<Stack>> {
+        let rows = sqlx::query("SELECT stack FROM stacks ORDER BY name").fetch_all(self.pool()).await.map_err(other)?;
+        rows.iter().map(stack_from).collect()
+    }
+
+    pub(crate) async fn stack_get(&self, id: &str) -> StoreResult<Option<Stack>> {
+        let row = sqlx::query("SELECT stack FROM stacks WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(other)?;
+        row.as_ref().map(stack_from).transpose()
+    }
+
+    pub(crate) async fn stack_delete(&self, id: &str) -> StoreResult<()> {
+        let done =
+            sqlx::query("DELETE FROM stacks WHERE id = $1").bind(id).execute(self.pool()).await.map_err(other)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("stack"));
+        }
+        Ok(())
     }
 }

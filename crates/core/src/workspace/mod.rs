@@ -83,6 +83,26 @@ pub struct Workspace {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// A ready workspace template an administrator offers (Codenvy's stack shape; fields drydock
+/// does not use are kept).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stack {
+    #[serde(default)]
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The user id of the administrator who made it.
+    #[serde(default)]
+    pub creator: String,
+    #[serde(default)]
+    pub created: String,
+    pub workspace_config: WorkspaceConfig,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
 /// Which workspaces a list shows.
 #[derive(Debug, Clone, Default)]
 pub struct WorkspaceFilter {

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use super::config::WorkspaceConfig;
 use super::events::{EventBus, WorkspaceEvent};
 use super::{
-    DOMAIN_WORKSPACE, MachineState, ServerUrl, WORKSPACE_ACTIONS, Workspace, WorkspaceFilter, WorkspaceRuntime,
+    DOMAIN_WORKSPACE, MachineState, ServerUrl, Stack, WORKSPACE_ACTIONS, Workspace, WorkspaceFilter, WorkspaceRuntime,
     WorkspaceStatus, spec,
 };
 use crate::clock::Clock;
@@ -153,6 +153,52 @@ impl Workspaces {
         let all: Vec<String> = WORKSPACE_ACTIONS.iter().map(|a| a.to_string()).collect();
         self.store.create_workspace(&workspace, &all).await.map_err(name_taken)?;
         Ok(workspace)
+    }
+
+    // Stacks.
+
+    /// The stacks offered (any signed-in user may read them).
+    pub async fn stacks(&self) -> Result<Vec<Stack>> {
+        Ok(self.store.stacks().await?)
+    }
+
+    /// Offers a new stack (needs `manageSystem`); its config is checked like a workspace's.
+    pub async fn create_stack(&self, caller: &Principal, mut stack: Stack) -> Result<Stack> {
+        caller.require_system(MANAGE_SYSTEM)?;
+        super::config::validate_name(&stack.name)?;
+        spec::validate(&stack.workspace_config, self.settings.default_machine_memory).map_err(|e| match e {
+            Error::InvalidInput { field, message } => {
+                Error::InvalidInput { field: format!("workspaceConfig.{field}"), message }
+            }
+            other => other,
+        })?;
+        stack.id = format!("stack-{}", ids::random_lower(16));
+        stack.creator = caller.user.id.clone();
+        stack.created = self.now_text();
+        self.store.create_stack(&stack).await.map_err(|e| match e {
+            StoreError::Conflict(Conflict::Taken { value, .. }) => {
+                Error::Taken { field: "name".into(), message: format!("a stack named '{value}' exists") }
+            }
+            e => e.into(),
+        })?;
+        Ok(stack)
+    }
+
+    pub async fn delete_stack(&self, caller: &Principal, id: &str) -> Result<()> {
+        caller.require_system(MANAGE_SYSTEM)?;
+        self.store.delete_stack(id).await.map_err(|e| match e {
+            StoreError::NotFound(_) => Error::NotFound(format!("stack {id} not found")),
+            e => e.into(),
+        })
+    }
+
+    /// A new workspace from a stack's config, under the given name.
+    pub async fn create_from_stack(&self, caller: &Principal, stack_id: &str, name: &str) -> Result<Workspace> {
+        let stack =
+            self.store.stack(stack_id).await?.ok_or_else(|| Error::NotFound(format!("stack {stack_id} not found")))?;
+        let mut config = stack.workspace_config;
+        config.name = name.to_string();
+        self.create(caller, config).await
     }
 
     pub async fn get(&self, caller: &Principal, key: &str) -> Result<Workspace> {

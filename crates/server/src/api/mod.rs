@@ -3,6 +3,7 @@
 
 mod auth;
 mod permissions;
+mod stacks;
 mod system;
 mod terminal;
 mod tokens;
@@ -84,6 +85,8 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(workspaces::exec))
         .routes(routes!(terminal::terminal))
         .routes(routes!(workspaces::snapshot))
+        .routes(routes!(stacks::list, stacks::create))
+        .routes(routes!(stacks::delete))
         .route_layer(middleware::from_fn_with_state(state, crate::auth::require_caller));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).split_for_parts()
 }

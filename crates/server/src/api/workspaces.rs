@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 use super::{page, paged};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::extract::{ApiJson, ApiQuery, Caller, from_value};
 
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
@@ -22,15 +22,43 @@ pub struct ListQuery {
     status: Option<String>,
 }
 
-/// Create a workspace from Codenvy's config (fields drydock does not use are kept).
-#[utoipa::path(post, path = "/api/workspace", tag = "workspaces", request_body(content = Object, description = "Codenvy's workspace config"),
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CreateQuery {
+    /// Also start it.
+    #[serde(rename = "start-after-create", default)]
+    start_after_create: bool,
+    /// Make it from this stack; the body is then `{"name"}`.
+    stack: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FromStack {
+    name: String,
+}
+
+/// Create a workspace from Codenvy's config (fields drydock does not use are kept), or from a
+/// stack with `?stack=<id>` and the body `{"name"}`; `?start-after-create=true` also starts it.
+#[utoipa::path(post, path = "/api/workspace", tag = "workspaces", params(CreateQuery), request_body(content = Object, description = "Codenvy's workspace config"),
     responses((status = 201, body = Object), (status = 400, body = ErrorBody), (status = 409, description = "You already have a workspace of that name", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(config): ApiJson<WorkspaceConfig>,
+    ApiQuery(q): ApiQuery<CreateQuery>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> ApiResult<Response> {
-    let workspace = state.drydock.workspaces.create(&caller, config).await?;
+    let workspaces = &state.drydock.workspaces;
+    let mut workspace = match &q.stack {
+        Some(stack) => {
+            let FromStack { name } = from_value(body)?;
+            workspaces.create_from_stack(&caller, stack, &name).await?
+        }
+        None => workspaces.create(&caller, from_value::<WorkspaceConfig>(body)?).await?,
+    };
+    if q.start_after_create {
+        workspace = workspaces.start(&caller, &workspace.id, None, false).await?;
+    }
     let location = HeaderValue::from_str(&format!("/api/workspace/{}", workspace.id)).map_err(ApiError::internal)?;
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(workspace)).into_response())
 }
