@@ -3,31 +3,8 @@
 
 mod common;
 
-use common::{ADMIN_PASSWORD, Backend, Instance};
-use reqwest::redirect::Policy;
-use reqwest::{Client, StatusCode};
-
-/// A client that keeps cookies and does not follow redirects, so statuses can be checked.
-fn browser_like() -> Client {
-    Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap()
-}
-
-async fn sign_in(dd: &Instance, client: &Client, user: &str, password: &str) -> reqwest::Response {
-    let page = client.get(format!("{}/", dd.url)).send().await.unwrap().text().await.unwrap();
-    let csrf = field_value(&page, "csrf").expect("the sign-in form has a csrf field");
-    client
-        .post(format!("{}/login", dd.url))
-        .form(&[("username", user), ("password", password), ("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap()
-}
-
-fn field_value(html: &str, name: &str) -> Option<String> {
-    let at = html.find(&format!("name=\"{name}\" value=\""))?;
-    let rest = &html[at + name.len() + 15..];
-    Some(rest[..rest.find('"')?].to_string())
-}
+use common::{ADMIN_PASSWORD, Backend, Instance, browser_like, field_value, sign_in};
+use reqwest::StatusCode;
 
 #[tokio::test]
 async fn pages_answer_with_the_right_status() {

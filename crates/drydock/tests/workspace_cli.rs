@@ -1,9 +1,12 @@
 //! `drydock workspace …` against a real server and the real Docker engine: create, list,
-//! exec, stop, start with its progress, delete; a start that fails; a compose workspace.
+//! exec, stop, start with its progress, delete; a start that fails; a compose workspace;
+//! snapshot and a restoring start; ssh with stdin piped.
 
 mod common;
 
-use std::process::Output;
+use std::io::Write;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{Backend, Instance, text};
 use drydock_docker::testing::{InstanceGuard, busybox_image, instance_objects, required};
@@ -168,4 +171,65 @@ async fn a_compose_workspace_from_a_file() {
     ok(workspace(&dd, &["stop", "composed"]), "stop");
     ok(workspace(&dd, &["delete", "admin:composed", "--yes"]), "delete");
     dd.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshot_restore_and_ssh() {
+    let Some((mut dd, _guard, image)) = instance().await else { return };
+    let out = ok(workspace(&dd, &["create", "--image", &image, "snappy", "--start"]), "create");
+    let id = stdout(&out).trim().to_string();
+
+    // ssh with stdin piped: what it reads goes to the shell, the output comes to stdout, and
+    // the verb ends (0) when the shell exits.
+    let out = ssh_piped(&dd, "snappy", b"echo hi-$((40+2))\nexit\n").await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("hi-42"), "{}", text(&out));
+    // Without `exit`: it ends once stdin has ended and the output has been quiet a moment.
+    let out = ssh_piped(&dd, "snappy", b"echo bye-$((1+1))\n").await;
+    assert!(out.status.success() && stdout(&out).contains("bye-2"), "{}", text(&out));
+    let out = workspace(&dd, &["ssh", "snappy", "nope"]);
+    assert!(!out.status.success() && stderr(&out).contains("nope"), "{}", text(&out));
+
+    // A snapshot keeps what was written outside /projects; start --restore starts from it.
+    ok(workspace(&dd, &["exec", "snappy", "sh", "-c", "echo snapped > /root/marker"]), "exec");
+    let out = ok(workspace(&dd, &["snapshot", "snappy"]), "snapshot");
+    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 1, "{}", text(&out));
+    assert!(lines[0].starts_with("dev ") && lines[0].contains(&id), "{}", text(&out));
+    ok(workspace(&dd, &["stop", "snappy"]), "stop");
+    let out = ok(workspace(&dd, &["start", "snappy", "--restore"]), "start --restore");
+    assert_eq!(stdout(&out).trim(), "workspace admin:snappy is RUNNING");
+    let out = ok(workspace(&dd, &["exec", "snappy", "cat", "/root/marker"]), "exec after restore");
+    assert_eq!(stdout(&out), "snapped\n");
+
+    // Stopped: ssh says why, in one line.
+    ok(workspace(&dd, &["stop", "snappy"]), "stop");
+    let out = workspace(&dd, &["ssh", "snappy"]);
+    assert!(!out.status.success() && stderr(&out).contains("STOPPED"), "{}", text(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", text(&out));
+    ok(workspace(&dd, &["delete", "snappy", "--yes"]), "delete");
+    dd.stop();
+}
+
+/// Runs `drydock workspace ssh WS` with `input` on its stdin (then closed); fails the test
+/// unless it ends within 15 s.
+async fn ssh_piped(dd: &Instance, ws: &str, input: &[u8]) -> Output {
+    let mut child = dd
+        .command(&[])
+        .args(["workspace", "ssh", ws])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("drydock runs");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("ssh did not end: {}", text(&child.wait_with_output().unwrap()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.wait_with_output().unwrap()
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_PASSWORD, Backend, Instance, answer};
+use common::{ADMIN_PASSWORD, Backend, Instance, answer, browser_like, field_value, sign_in};
 use drydock_docker::testing::{InstanceGuard, busybox_image, instance_objects, kill_machine, required};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -347,4 +347,72 @@ async fn proxy_to_a_server(dd: &Instance, token: &str, id: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "cross-site changes through the proxy are refused");
+}
+
+/// The Workspaces page: create and start from an image, see the status change, stop, delete
+/// after confirming; the administrator sees the user's workspaces on the user's page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_workspaces_page() {
+    let Some((mut dd, guard, image)) = instance().await else { return };
+    let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
+    let erin = dd.create_user(&admin, "erin", "erin-password").await;
+    let browser = browser_like();
+    sign_in(&dd, &browser, "erin", "erin-password").await;
+    let home = browser.get(format!("{}/", dd.url)).send().await.unwrap().text().await.unwrap();
+    assert!(home.contains("You have no workspaces yet") && home.contains("id=\"create-workspace-form\""), "{home}");
+    let csrf = field_value(&home, "csrf").unwrap();
+
+    let form = [("name", "web"), ("image", image.as_str()), ("csrf", csrf.as_str())];
+    let r = browser.post(format!("{}/workspaces", dd.url)).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let table = browser.get(format!("{}/workspaces/table", dd.url)).send().await.unwrap().text().await.unwrap();
+        assert!(table.contains("data-workspace=\"erin:web\""), "{table}");
+        if table.contains("status-RUNNING") && table.contains("class=\"stop-workspace") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never RUNNING: {table}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let taken = browser.post(format!("{}/workspaces", dd.url)).form(&form).send().await.unwrap();
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+    assert!(taken.text().await.unwrap().contains("id=\"create-error\""));
+
+    let user_page =
+        |b: &reqwest::Client| b.get(format!("{}/admin/users/{}", dd.url, erin["id"].as_str().unwrap())).send();
+    let admin_browser = browser_like();
+    sign_in(&dd, &admin_browser, "admin", ADMIN_PASSWORD).await;
+    let details = user_page(&admin_browser).await.unwrap().text().await.unwrap();
+    assert!(details.contains("data-workspace=\"erin:web\"") && details.contains("RUNNING"), "{details}");
+
+    let (_, listed) =
+        answer(dd.req(Method::GET, "/api/workspace/erin:web").bearer_auth(&admin).send().await.unwrap()).await;
+    let id = listed["id"].as_str().unwrap().to_string();
+    let r =
+        browser.post(format!("{}/workspaces/{id}/stop", dd.url)).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let table = browser.get(format!("{}/workspaces/table", dd.url)).send().await.unwrap().text().await.unwrap();
+    assert!(table.contains("status-STOPPED") && table.contains("class=\"start-workspace"), "{table}");
+    let dialog = browser
+        .get(format!("{}/workspaces/{id}/delete", dd.url))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(dialog.contains("id=\"delete-workspace-dialog\"") && dialog.contains("erin:web"), "{dialog}");
+    let r = browser
+        .post(format!("{}/workspaces/{id}/delete", dd.url))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let home = browser.get(format!("{}/", dd.url)).send().await.unwrap().text().await.unwrap();
+    assert!(home.contains("Workspace erin:web deleted.") && home.contains("You have no workspaces yet"), "{home}");
+    assert!(instance_objects(guard.instance_id()).await.unwrap().is_empty());
+    dd.stop();
 }

@@ -216,6 +216,13 @@ impl Workspaces {
         Ok(self.store.list_workspaces(&WorkspaceFilter { visible_to, owner: None, status }, page).await?)
     }
 
+    /// The workspaces a user owns, for those who administer users.
+    pub async fn owned_by(&self, caller: &Principal, user_id: &str) -> Result<Vec<Workspace>> {
+        caller.require_system(crate::model::MANAGE_USERS)?;
+        let filter = WorkspaceFilter { owner: Some(user_id.to_string()), ..Default::default() };
+        Ok(self.store.list_workspaces(&filter, Page { max_items: u32::MAX, skip_count: 0 }).await?.0)
+    }
+
     /// A new config; it applies at the next start.
     pub async fn update(&self, caller: &Principal, key: &str, config: WorkspaceConfig) -> Result<Workspace> {
         let access = self.access(caller, key).await?;

@@ -1,9 +1,10 @@
-//! `drydock workspace list|create|start|stop|delete|exec`, through the running server's API.
+//! `drydock workspace list|create|start|stop|delete|exec|snapshot|ssh`, through the running
+//! server's API.
 //!
 //! A workspace is named by its id (`wksp-…`), by `namespace:name`, or by a plain name, which
 //! means one of the caller's own (`<caller>:NAME`).
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,10 +12,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 use drydock_core::workspace::{WorkspaceConfig, spec};
+use futures::{SinkExt, StreamExt};
+use nix::sys::termios::{self, SetArg, Termios};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{Client, encode, is_not_found};
 use crate::cmd::confirm;
@@ -26,6 +31,8 @@ use crate::instance::DataDir;
 const POLL_EVERY: Duration = Duration::from_secs(2);
 /// Workspaces asked for per page of the list.
 const PAGE: usize = 100;
+/// `ssh` with stdin at its end: how long the output must have been quiet before it closes.
+const QUIET: Duration = Duration::from_secs(2);
 
 #[derive(Subcommand, Debug)]
 pub enum WorkspaceCommand {
@@ -71,6 +78,9 @@ pub enum WorkspaceCommand {
         /// The environment to run (default: the config's defaultEnv).
         #[arg(long)]
         environment: Option<String>,
+        /// Start from the latest snapshot (`drydock workspace snapshot`).
+        #[arg(long)]
+        restore: bool,
         /// Return once the start has begun.
         #[arg(long)]
         no_wait: bool,
@@ -110,6 +120,22 @@ pub enum WorkspaceCommand {
         /// The command and its arguments (after `--` when they start with a dash).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
         command: Vec<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Commit every machine of a running workspace to an image; `start --restore` starts from it.
+    Snapshot {
+        /// Id, namespace:name, or the name of one of yours.
+        workspace: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// An interactive shell in a machine of a running workspace (over the terminal WebSocket).
+    Ssh {
+        /// Id, namespace:name, or the name of one of yours.
+        workspace: String,
+        /// The machine (default: the dev machine).
+        machine: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -156,7 +182,7 @@ pub async fn run(dir: &DataDir, command: WorkspaceCommand) -> Result<ExitCode> {
             if start {
                 if ws["status"] == "STOPPED" {
                     // A server that does not start after create: start it here.
-                    begin_start(&client, &ws, None, no_wait, timeout).await?;
+                    begin_start(&client, &ws, None, false, no_wait, timeout).await?;
                 } else if !no_wait {
                     let events = open_events(&client, &id).await;
                     follow(&client, &ws, events, false, timeout).await?;
@@ -164,10 +190,10 @@ pub async fn run(dir: &DataDir, command: WorkspaceCommand) -> Result<ExitCode> {
                 eprintln!("workspace {} is {}", label(&ws), if no_wait { "STARTING" } else { "RUNNING" });
             }
         }
-        WorkspaceCommand::Start { workspace, environment, no_wait, timeout, remote } => {
+        WorkspaceCommand::Start { workspace, environment, restore, no_wait, timeout, remote } => {
             let client = Client::connect(dir, remote.url.as_deref())?;
             let ws = resolve(&client, &workspace).await?;
-            begin_start(&client, &ws, environment.as_deref(), no_wait, timeout).await?;
+            begin_start(&client, &ws, environment.as_deref(), restore, no_wait, timeout).await?;
             if no_wait {
                 println!("workspace {} is STARTING", label(&ws));
             } else {
@@ -222,8 +248,154 @@ pub async fn run(dir: &DataDir, command: WorkspaceCommand) -> Result<ExitCode> {
             let code = out["exitCode"].as_i64().ok_or_else(|| anyhow!("the server's answer has no exitCode"))?;
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(255)));
         }
+        WorkspaceCommand::Snapshot { workspace, remote } => {
+            let client = Client::connect(dir, remote.url.as_deref())?;
+            let ws = resolve(&client, &workspace).await?;
+            let path = format!("/api/workspace/{}/snapshot", encode(text(&ws, "id")));
+            let images: Value =
+                client.call(Method::POST, &path).await?.json().await.context("cannot read the snapshot's images")?;
+            let images = images.as_object().ok_or_else(|| anyhow!("the server's answer is not machine → image"))?;
+            for (machine, image) in images {
+                println!("{machine} {}", image.as_str().unwrap_or_default());
+            }
+        }
+        WorkspaceCommand::Ssh { workspace, machine, remote } => {
+            let client = Client::connect(dir, remote.url.as_deref())?;
+            let ws = resolve(&client, &workspace).await?;
+            ssh(&client, &ws, machine.as_deref()).await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An interactive shell over `GET /api/workspace/{key}/terminal`. With a terminal on stdin:
+/// raw mode for the session (restored on the way out, errors too), its size at the start and
+/// on every SIGWINCH. Keystrokes go as binary frames, output goes to stdout as it comes.
+/// Ends when the shell does (the server closes the socket). Without a terminal, stdin is
+/// copied as it comes; once it ends, the session closes after the output has been quiet for
+/// [`QUIET`] (or when the shell ends first, e.g. on an `exit` read from stdin).
+async fn ssh(client: &Client, ws: &Value, machine: Option<&str>) -> Result<()> {
+    let tty = std::io::stdin().is_terminal();
+    let mut query = Vec::new();
+    if let Some(machine) = machine {
+        query.push(format!("machine={}", encode(machine)));
+    }
+    if tty && let Some((cols, rows)) = window_size().await {
+        query.push(format!("cols={cols}&rows={rows}"));
+    }
+    let mut path = format!("/api/workspace/{}/terminal", encode(text(ws, "id")));
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(&query.join("&"));
+    }
+    let socket = client.websocket(&path).await?;
+    let _raw = if tty { Some(RawMode::enter()?) } else { None };
+    let (mut to_server, mut from_server) = socket.split();
+
+    // A thread, not tokio's stdin: a read blocked on the terminal must not hold the runtime
+    // open at exit.
+    let (keys_sender, mut keys) = mpsc::channel::<Vec<u8>>(16);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stdin.read(&mut buffer) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if keys_sender.blocking_send(buffer[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    });
+    let mut resized =
+        if tty { Some(signal(SignalKind::window_change()).context("cannot watch SIGWINCH")?) } else { None };
+    let mut stdin_open = true;
+    let mut quiet_until = Instant::now();
+    let mut stdout = std::io::stdout();
+    loop {
+        tokio::select! {
+            frame = from_server.next() => match frame {
+                Some(Ok(Message::Binary(bytes))) => {
+                    stdout.write_all(&bytes).and_then(|()| stdout.flush()).context("cannot write stdout")?;
+                    quiet_until = Instant::now() + QUIET;
+                }
+                Some(Ok(Message::Text(t))) => {
+                    stdout.write_all(t.as_bytes()).and_then(|()| stdout.flush()).context("cannot write stdout")?;
+                    quiet_until = Instant::now() + QUIET;
+                }
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(anyhow::Error::new(e).context("the terminal's connection failed")),
+            },
+            bytes = keys.recv(), if stdin_open => match bytes {
+                Some(bytes) => to_server.send(Message::Binary(bytes.into())).await.context("the terminal's connection failed")?,
+                None => {
+                    stdin_open = false;
+                    quiet_until = quiet_until.max(Instant::now() + QUIET);
+                }
+            },
+            Some(()) = async { resized.as_mut().expect("only polled with a terminal").recv().await }, if resized.is_some() => {
+                if let Some((cols, rows)) = window_size().await {
+                    let resize = json!({"type": "resize", "cols": cols, "rows": rows}).to_string();
+                    to_server.send(Message::Text(resize.into())).await.context("the terminal's connection failed")?;
+                }
+            }
+            () = tokio::time::sleep_until(quiet_until), if !stdin_open => break,
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), to_server.close()).await;
+    Ok(())
+}
+
+/// The terminal's size as (columns, rows). There is no safe ioctl (and `unsafe` is forbidden
+/// here), so `stty size` reads it from /dev/tty; else `COLUMNS` and `LINES`.
+async fn window_size() -> Option<(u16, u16)> {
+    if let Ok(tty) = std::fs::File::open("/dev/tty") {
+        let out = tokio::process::Command::new("stty")
+            .arg("size")
+            .stdin(tty)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .await;
+        if let Some(out) = out.ok().filter(|o| o.status.success()) {
+            let size = String::from_utf8_lossy(&out.stdout);
+            let mut parts = size.split_whitespace().map(|p| p.parse::<u16>().ok());
+            if let (Some(Some(rows)), Some(Some(cols))) = (parts.next(), parts.next())
+                && rows > 0
+                && cols > 0
+            {
+                return Some((cols, rows));
+            }
+        }
+    }
+    let var = |name: &str| std::env::var(name).ok()?.trim().parse::<u16>().ok().filter(|&n| n > 0);
+    Some((var("COLUMNS")?, var("LINES")?))
+}
+
+/// Stdin's terminal in raw mode while this lives; the previous mode comes back on drop.
+struct RawMode {
+    saved: Termios,
+}
+
+impl RawMode {
+    fn enter() -> Result<RawMode> {
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(&stdin).context("cannot read the terminal's mode")?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(&stdin, SetArg::TCSANOW, &raw).context("cannot put the terminal in raw mode")?;
+        Ok(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, &self.saved);
+    }
 }
 
 /// Starts a workspace; unless `no_wait`, shows its progress until it runs and fails when
@@ -232,14 +404,23 @@ async fn begin_start(
     client: &Client,
     ws: &Value,
     environment: Option<&str>,
+    restore: bool,
     no_wait: bool,
     timeout: u64,
 ) -> Result<()> {
     let id = text(ws, "id");
     let events = if no_wait { None } else { open_events(client, id).await };
-    let mut path = format!("/api/workspace/{}/runtime", encode(id));
+    let mut query = Vec::new();
     if let Some(env) = environment {
-        path.push_str(&format!("?environment={}", encode(env)));
+        query.push(format!("environment={}", encode(env)));
+    }
+    if restore {
+        query.push("restore=true".to_string());
+    }
+    let mut path = format!("/api/workspace/{}/runtime", encode(id));
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(&query.join("&"));
     }
     client.call(Method::POST, &path).await?;
     if no_wait {

@@ -224,3 +224,25 @@ pub async fn answer(r: Response) -> (StatusCode, Value) {
     let body = r.json::<Value>().await.unwrap_or(Value::Null);
     (status, body)
 }
+
+/// A client that keeps cookies and does not follow redirects, so statuses can be checked.
+pub fn browser_like() -> Client {
+    Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+pub async fn sign_in(dd: &Instance, client: &Client, user: &str, password: &str) -> reqwest::Response {
+    let page = client.get(format!("{}/", dd.url)).send().await.unwrap().text().await.unwrap();
+    let csrf = field_value(&page, "csrf").expect("the sign-in form has a csrf field");
+    client
+        .post(format!("{}/login", dd.url))
+        .form(&[("username", user), ("password", password), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap()
+}
+
+pub fn field_value(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\" value=\""))?;
+    let rest = &html[at + name.len() + 15..];
+    Some(rest[..rest.find('"')?].to_string())
+}

@@ -222,6 +222,8 @@ struct UserPage {
     password_error: Option<String>,
     admin_error: Option<String>,
     remove_dialog: Option<RemoveDialog>,
+    /// The user's workspaces: (namespace:name, status).
+    workspaces: Vec<(String, &'static str)>,
 }
 
 #[derive(Template)]
@@ -234,6 +236,14 @@ async fn user_page(state: &AppState, session: &Session, id: &str) -> Result<User
     require_admin(session)?;
     let user = state.drydock.users.get(id).await?;
     let actions = state.drydock.permissions.system_actions_of(&session.caller, id).await?;
+    let workspaces = state
+        .drydock
+        .workspaces
+        .owned_by(&session.caller, id)
+        .await?
+        .into_iter()
+        .map(|w| (format!("{}:{}", w.namespace, w.config.name), w.status.as_str()))
+        .collect();
     Ok(UserPage {
         layout: session.layout("admin"),
         created: when(user.created),
@@ -244,6 +254,7 @@ async fn user_page(state: &AppState, session: &Session, id: &str) -> Result<User
         password_error: None,
         admin_error: None,
         remove_dialog: None,
+        workspaces,
         user,
     })
 }

@@ -6,6 +6,7 @@
 mod account;
 mod admin;
 mod signin;
+mod workspaces;
 
 use std::sync::Arc;
 
@@ -44,6 +45,11 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{id}/password", post(admin::password))
         .route("/admin/users/{id}/admin", post(admin::set_admin))
         .route("/admin/users/{id}/remove", get(admin::confirm_remove).post(admin::remove))
+        .route("/workspaces", post(workspaces::create))
+        .route("/workspaces/table", get(workspaces::table))
+        .route("/workspaces/{id}/start", post(workspaces::start))
+        .route("/workspaces/{id}/stop", post(workspaces::stop))
+        .route("/workspaces/{id}/delete", get(workspaces::confirm_delete).post(workspaces::delete))
         .route("/account", get(account::page))
         .route("/account/password", post(account::password))
         .route("/account/tokens", post(account::create_token))

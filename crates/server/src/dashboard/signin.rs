@@ -26,17 +26,11 @@ struct SignIn {
     login_csrf: String,
 }
 
-#[derive(Template)]
-#[template(path = "workspaces.html")]
-struct Workspaces {
-    layout: Layout,
-}
-
 pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
-    Ok(match Session::from_headers(&state, &headers).await? {
-        Some(session) => session.page(StatusCode::OK, &Workspaces { layout: session.layout("workspaces") }),
-        None => sign_in_page(StatusCode::OK, None, String::new()),
-    })
+    match Session::from_headers(&state, &headers).await? {
+        Some(session) => super::workspaces::page(&state, &session, StatusCode::OK, None, Default::default()).await,
+        None => Ok(sign_in_page(StatusCode::OK, None, String::new())),
+    }
 }
 
 fn sign_in_page(status: StatusCode, error: Option<String>, username: String) -> Response {

@@ -1,0 +1,208 @@
+//! The Workspaces page (signed in, `/`): the caller's workspaces with their status kept
+//! current (the table reloads itself every two seconds; reading it is not activity), create
+//! from a stack (or an image while no stack is offered), start, stop, delete with
+//! confirmation.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use drydock_core::workspace::service::{DELETE, RUN};
+use drydock_core::workspace::{Stack, Workspace, WorkspaceConfig, WorkspaceStatus};
+use drydock_core::{Error, Page};
+use serde::Deserialize;
+
+use super::signin::NoFields;
+use super::{Layout, PageError, Posted, Session, html};
+use crate::AppState;
+
+pub struct WorkspaceRow {
+    id: String,
+    key: String,
+    status: &'static str,
+    error: Option<String>,
+    machines: String,
+    can_start: bool,
+    can_stop: bool,
+    can_delete: bool,
+}
+
+#[derive(Template)]
+#[template(path = "workspaces.html")]
+struct WorkspacesPage {
+    layout: Layout,
+    csrf: String,
+    rows: Vec<WorkspaceRow>,
+    stacks: Vec<Stack>,
+    create_error: Option<String>,
+    form_name: String,
+    form_image: String,
+    form_stack: String,
+}
+
+#[derive(Template)]
+#[template(path = "workspaces_table.html")]
+struct WorkspacesTable {
+    csrf: String,
+    rows: Vec<WorkspaceRow>,
+}
+
+#[derive(Template)]
+#[template(path = "delete_workspace.html")]
+struct DeleteDialog {
+    open: bool,
+    id: String,
+    key: String,
+    csrf: String,
+}
+
+fn key(w: &Workspace) -> String {
+    format!("{}:{}", w.namespace, w.config.name)
+}
+
+async fn rows(state: &AppState, session: &Session) -> Result<Vec<WorkspaceRow>, PageError> {
+    let workspaces = &state.drydock.workspaces;
+    let (list, _) = workspaces.list(&session.caller, None, Page { max_items: 1000, skip_count: 0 }).await?;
+    let mut rows = Vec::with_capacity(list.len());
+    for w in list {
+        let access = workspaces.access(&session.caller, &w.id).await?;
+        let may = |action: &str| access.require(action).is_ok();
+        let stopped = matches!(w.status, WorkspaceStatus::Stopped | WorkspaceStatus::Error);
+        let machines = match &w.runtime {
+            Some(runtime) => runtime.machines.keys().cloned().collect::<Vec<_>>().join(", "),
+            None => w
+                .config
+                .environments
+                .get(&w.config.default_env)
+                .map(|e| e.machines.keys().cloned().collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
+        };
+        rows.push(WorkspaceRow {
+            id: w.id.clone(),
+            key: key(&w),
+            status: w.status.as_str(),
+            error: w.attributes.get("errorMessage").filter(|_| w.status == WorkspaceStatus::Error).cloned(),
+            machines,
+            can_start: stopped && may(RUN),
+            can_stop: matches!(w.status, WorkspaceStatus::Running | WorkspaceStatus::Starting)
+                && (may(RUN) || access.admin),
+            can_delete: stopped && may(DELETE),
+        });
+    }
+    Ok(rows)
+}
+
+pub async fn page(
+    state: &AppState,
+    session: &Session,
+    status: StatusCode,
+    create_error: Option<String>,
+    form: CreateForm,
+) -> Result<Response, PageError> {
+    let page = WorkspacesPage {
+        layout: session.layout("workspaces"),
+        csrf: session.csrf.clone(),
+        rows: rows(state, session).await?,
+        stacks: state.drydock.workspaces.stacks().await?,
+        create_error,
+        form_name: form.name,
+        form_image: form.image,
+        form_stack: form.stack,
+    };
+    Ok(session.page(status, &page))
+}
+
+pub async fn table(State(state): State<AppState>, session: Session) -> Result<Response, PageError> {
+    Ok(html(StatusCode::OK, &WorkspacesTable { csrf: session.csrf.clone(), rows: rows(&state, &session).await? }))
+}
+
+#[derive(Deserialize, Default)]
+pub struct CreateForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    image: String,
+    #[serde(default)]
+    stack: String,
+}
+
+/// Creates a workspace (from the chosen stack, else from an image) and starts it.
+pub async fn create(State(state): State<AppState>, posted: Posted<CreateForm>) -> Result<Response, PageError> {
+    let Posted { session, form } = posted;
+    let workspaces = &state.drydock.workspaces;
+    let made = if !form.stack.is_empty() {
+        workspaces.create_from_stack(&session.caller, &form.stack, form.name.trim()).await
+    } else {
+        match image_config(form.name.trim(), form.image.trim()) {
+            Ok(config) => workspaces.create(&session.caller, config).await,
+            Err(e) => Err(e),
+        }
+    };
+    let started = match made {
+        Ok(w) => workspaces.start(&session.caller, &w.id, None, false).await,
+        Err(e) => Err(e),
+    };
+    match started {
+        Ok(w) => Ok(session.redirect("/", &format!("Workspace {} is starting.", key(&w)))),
+        Err(e @ (Error::InvalidInput { .. } | Error::Taken { .. } | Error::NotFound(_))) => {
+            let status = if matches!(e, Error::Taken { .. }) { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
+            page(&state, &session, status, Some(e.to_string()), form).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A one-machine workspace from an image, for when no stack is offered.
+fn image_config(name: &str, image: &str) -> Result<WorkspaceConfig, Error> {
+    if image.is_empty() {
+        return Err(Error::invalid("image", "give the image the workspace runs"));
+    }
+    let config = serde_json::json!({"name": name, "defaultEnv": "default", "environments": {"default": {
+        "recipe": {"type": "dockerimage", "location": image}, "machines": {"dev": {}}}}});
+    serde_json::from_value(config).map_err(Error::internal)
+}
+
+pub async fn start(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted<NoFields>,
+) -> Result<Response, PageError> {
+    let session = posted.session;
+    let w = state.drydock.workspaces.start(&session.caller, &id, None, false).await?;
+    Ok(session.redirect("/", &format!("Workspace {} is starting.", key(&w))))
+}
+
+pub async fn stop(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted<NoFields>,
+) -> Result<Response, PageError> {
+    let session = posted.session;
+    let w = state.drydock.workspaces.get(&session.caller, &id).await?;
+    state.drydock.workspaces.stop(&session.caller, &id).await?;
+    Ok(session.redirect("/", &format!("Workspace {} stopped.", key(&w))))
+}
+
+pub async fn confirm_delete(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let w = state.drydock.workspaces.get(&session.caller, &id).await?;
+    let dialog = DeleteDialog { open: !session.htmx, id: w.id.clone(), key: key(&w), csrf: session.csrf.clone() };
+    if session.htmx {
+        return Ok(html(StatusCode::OK, &dialog));
+    }
+    // Without htmx: the dialog alone, open, as a page of its own.
+    Ok(session.page(StatusCode::OK, &dialog))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted<NoFields>,
+) -> Result<Response, PageError> {
+    let session = posted.session;
+    let w = state.drydock.workspaces.delete(&session.caller, &id).await?;
+    Ok(session.redirect("/", &format!("Workspace {} deleted.", key(&w))))
+}
