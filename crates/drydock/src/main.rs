@@ -45,7 +45,7 @@ enum Command {
     /// Manage your personal API tokens (through the running server).
     #[command(subcommand)]
     Token(cmd::token::TokenCommand),
-    /// Manage workspaces: list, create, start, stop, delete, exec (through the running server).
+    /// Manage workspaces: list, create, start, stop, delete, exec, snapshot, ssh (through the running server).
     #[command(subcommand)]
     Workspace(cmd::workspace::WorkspaceCommand),
 }
