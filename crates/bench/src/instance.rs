@@ -112,6 +112,12 @@ impl Instance {
         read_trimmed(&self.data_dir.join("secrets").join("admin-token"))
     }
 
+    /// The instance's id, written by `drydock init`: the `drydock.instance` label of its
+    /// engine objects.
+    pub fn instance_id(&self) -> Result<String> {
+        read_trimmed(&self.data_dir.join("instance.id"))
+    }
+
     /// The database the instance uses (the default config's SQLite file, or ours on PostgreSQL).
     pub fn database_url(&self) -> String {
         match &self.db {

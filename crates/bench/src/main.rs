@@ -8,6 +8,7 @@ mod http;
 mod instance;
 mod users_page;
 mod util;
+mod workspace_start;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,10 @@ benchmarks:
          server time of one page of the dashboard's user list (GET /admin/users) with
          10,000 users in the store, against the same rows fetched with raw SQL, on SQLite
          and (when TEST_POSTGRES_URL is set) on PostgreSQL
+  workspace-start
+         time from POST /api/workspace/{id}/runtime to RUNNING for a one-machine workspace
+         (busybox test image), one at a time and 20 at once, against creating and starting
+         the same container with raw Engine API calls
 
 Run them with `bash scripts/bench.sh <benchmark>`, which installs and builds what they need.";
 
@@ -36,6 +41,7 @@ fn main() -> ExitCode {
     let result = match name {
         "api" => api::run(rest),
         "users-page" => users_page::run(rest),
+        "workspace-start" => workspace_start::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
