@@ -572,3 +572,47 @@ fn url_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// The browser terminal: open it from the Workspaces page, type a command, read its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn browser_terminal_runs_a_command() {
+    let image = match drydock_docker::testing::busybox_image().await {
+        Ok(image) => image,
+        Err(e) if drydock_docker::testing::required() => panic!("the terminal test needs Docker under CI=true: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            return;
+        }
+    };
+    let Some(ui) = Ui::start("terminal").await else { return };
+    let instance = std::fs::read_to_string(ui.dd.data_dir().join("instance.id")).unwrap();
+    let _guard = drydock_docker::testing::InstanceGuard::new(instance.trim());
+    ui.run(async |ui| {
+        let admin = ui.dd.token_for("admin", ADMIN_PASSWORD).await;
+        let config = json!({"name": "shell", "defaultEnv": "default", "environments": {"default": {
+            "recipe": {"type": "dockerimage", "location": image}}}});
+        let r = ui
+            .dd
+            .req(Method::POST, "/api/workspace?start-after-create=true")
+            .bearer_auth(&admin)
+            .json(&config)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        ui.sign_in("admin", ADMIN_PASSWORD).await;
+        ui.goto("/").await;
+        ui.visible("a.open-terminal").await;
+        ui.click("a.open-terminal").await;
+        ui.visible("#terminal[data-state=open]").await;
+        let input = ui.find(".xterm-helper-textarea").await;
+        input.send_keys("echo hi-$((40+2))\u{E007}").await.unwrap();
+        ui.until("the command's output in the terminal", async || {
+            let text = ui.js("return document.querySelector('.xterm-rows').innerText").await;
+            text.as_str().filter(|t| t.contains("hi-42")).map(str::to_string)
+        })
+        .await;
+        ui.screenshot("terminal").await;
+    })
+    .await;
+}

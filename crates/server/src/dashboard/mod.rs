@@ -30,6 +30,9 @@ use crate::auth::presented_secret;
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+/// The terminal page's policy: the same, but xterm.js needs inline styles.
+pub const TERMINAL_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
 const FLASH_COOKIE: &str = "drydock_flash";
 
 pub fn router() -> Router<AppState> {
@@ -50,12 +53,13 @@ pub fn router() -> Router<AppState> {
         .route("/workspaces/{id}/start", post(workspaces::start))
         .route("/workspaces/{id}/stop", post(workspaces::stop))
         .route("/workspaces/{id}/delete", get(workspaces::confirm_delete).post(workspaces::delete))
+        .route("/workspaces/{id}/terminal", get(workspaces::terminal))
         .route("/account", get(account::page))
         .route("/account/password", post(account::password))
         .route("/account/tokens", post(account::create_token))
         .route("/account/tokens/{id}/revoke", post(account::revoke_token))
         .route("/static/{file}", get(static_file))
-        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
 }
 
 /// What an error page said, so it can be drawn again inside the signed-in layout.
@@ -344,6 +348,12 @@ async fn static_file(Path(file): Path<String>) -> Response {
         "htmx.LICENSE" => (include_bytes!("../../static/htmx.LICENSE"), "text/plain; charset=utf-8"),
         "app.js" => (include_bytes!("../../static/app.js"), "text/javascript"),
         "app.css" => (include_bytes!("../../static/app.css"), "text/css"),
+        "terminal.js" => (include_bytes!("../../static/terminal.js"), "text/javascript"),
+        "xterm.js" => (include_bytes!("../../static/xterm.js"), "text/javascript"),
+        "xterm.css" => (include_bytes!("../../static/xterm.css"), "text/css"),
+        "xterm.LICENSE" => (include_bytes!("../../static/xterm.LICENSE"), "text/plain; charset=utf-8"),
+        "addon-fit.js" => (include_bytes!("../../static/addon-fit.js"), "text/javascript"),
+        "addon-fit.LICENSE" => (include_bytes!("../../static/addon-fit.LICENSE"), "text/plain; charset=utf-8"),
         _ => return error_page(StatusCode::NOT_FOUND, "There is no such file."),
     };
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=300")], body).into_response()

@@ -7,7 +7,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use drydock_core::workspace::service::{DELETE, RUN};
+use drydock_core::workspace::service::{DELETE, RUN, USE};
 use drydock_core::workspace::{Stack, Workspace, WorkspaceConfig, WorkspaceStatus};
 use drydock_core::{Error, Page};
 use serde::Deserialize;
@@ -23,6 +23,7 @@ pub struct WorkspaceRow {
     error: Option<String>,
     machines: String,
     can_start: bool,
+    can_use: bool,
     can_stop: bool,
     can_delete: bool,
 }
@@ -84,6 +85,7 @@ async fn rows(state: &AppState, session: &Session) -> Result<Vec<WorkspaceRow>, 
             error: w.attributes.get("errorMessage").filter(|_| w.status == WorkspaceStatus::Error).cloned(),
             machines,
             can_start: stopped && may(RUN),
+            can_use: w.status == WorkspaceStatus::Running && may(USE),
             can_stop: matches!(w.status, WorkspaceStatus::Running | WorkspaceStatus::Starting)
                 && (may(RUN) || access.admin),
             can_delete: stopped && may(DELETE),
@@ -205,4 +207,46 @@ pub async fn delete(
     let session = posted.session;
     let w = state.drydock.workspaces.delete(&session.caller, &id).await?;
     Ok(session.redirect("/", &format!("Workspace {} deleted.", key(&w))))
+}
+
+#[derive(Template)]
+#[template(path = "terminal.html")]
+struct TerminalPage {
+    layout: Layout,
+    id: String,
+    key: String,
+    machine: String,
+    machine_query: String,
+}
+
+#[derive(Deserialize)]
+pub struct TerminalQuery {
+    machine: Option<String>,
+}
+
+/// The browser terminal: a shell in a machine (default: the dev machine), with xterm.js.
+pub async fn terminal(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Response, PageError> {
+    let query: TerminalQuery = super::parse_query(uri.query())?;
+    let workspaces = &state.drydock.workspaces;
+    let access = workspaces.access(&session.caller, &id).await?;
+    access.require(USE)?;
+    let machine = workspaces.running_machine(&access.workspace, query.machine.as_deref())?;
+    let page = TerminalPage {
+        layout: session.layout("workspaces"),
+        id: access.workspace.id.clone(),
+        key: key(&access.workspace),
+        machine_query: super::percent_encode(&machine),
+        machine,
+    };
+    let mut response = session.page(StatusCode::OK, &page);
+    // xterm.js styles its rows with inline styles; scripts stay 'self' only.
+    response
+        .headers_mut()
+        .insert(axum::http::header::CONTENT_SECURITY_POLICY, axum::http::HeaderValue::from_static(super::TERMINAL_CSP));
+    Ok(response)
 }
