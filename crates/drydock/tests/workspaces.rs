@@ -389,6 +389,45 @@ async fn the_workspaces_page() {
     let (_, listed) =
         answer(dd.req(Method::GET, "/api/workspace/erin:web").bearer_auth(&admin).send().await.unwrap()).await;
     let id = listed["id"].as_str().unwrap().to_string();
+    // The workspace's page: machines with their terminal; sharing by name.
+    let page = browser.get(format!("{}/workspaces/{id}", dd.url)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("data-machine=\"dev\"") && page.contains(&format!("/workspaces/{id}/terminal?machine=dev")),
+        "{page}"
+    );
+    dd.create_user(&admin, "fred", "fred-password").await;
+    let share = [("csrf", csrf.as_str()), ("user", "fred"), ("action-read", "on"), ("action-use", "on")];
+    let r = browser.post(format!("{}/workspaces/{id}/share", dd.url)).form(&share).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let fred = dd.token_for("fred", "fred-password").await;
+    let (_, mine) = answer(
+        dd.req(Method::GET, &format!("/api/permissions/workspace?instance={id}"))
+            .bearer_auth(&fred)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(mine["actions"], json!(["read", "use"]));
+    let page = browser.get(format!("{}/workspaces/{id}", dd.url)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("data-user=\"fred\"") && page.contains("read, use"), "{page}");
+    let nobody = [("csrf", csrf.as_str()), ("user", "nobody"), ("action-read", "on")];
+    let r = browser.post(format!("{}/workspaces/{id}/share", dd.url)).form(&nobody).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("id=\"share-error\""));
+    let fred_id =
+        dd.req(Method::GET, "/api/user").bearer_auth(&fred).send().await.unwrap().json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let unshare = [("csrf", csrf.as_str()), ("user", fred_id.as_str())];
+    let r = browser.post(format!("{}/workspaces/{id}/unshare", dd.url)).form(&unshare).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        dd.req(Method::GET, &format!("/api/workspace/{id}")).bearer_auth(&fred).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
     let r =
         browser.post(format!("{}/workspaces/{id}/stop", dd.url)).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);

@@ -7,8 +7,8 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use drydock_core::workspace::service::{DELETE, RUN, USE};
-use drydock_core::workspace::{Stack, Workspace, WorkspaceConfig, WorkspaceStatus};
+use drydock_core::workspace::service::{DELETE, RUN, SET_PERMISSIONS, USE};
+use drydock_core::workspace::{Stack, WORKSPACE_ACTIONS, Workspace, WorkspaceConfig, WorkspaceStatus};
 use drydock_core::{Error, Page};
 use serde::Deserialize;
 
@@ -249,4 +249,196 @@ pub async fn terminal(
         .headers_mut()
         .insert(axum::http::header::CONTENT_SECURITY_POLICY, axum::http::HeaderValue::from_static(super::TERMINAL_CSP));
     Ok(response)
+}
+
+pub struct MachineRow {
+    name: String,
+    status: String,
+    node: String,
+    /// (server name, URL through the proxy)
+    servers: Vec<(String, String)>,
+}
+
+pub struct PermissionRow {
+    user_id: String,
+    name: String,
+    actions: String,
+    owner: bool,
+}
+
+#[derive(Template)]
+#[template(path = "workspace.html")]
+struct WorkspacePage {
+    layout: Layout,
+    id: String,
+    key: String,
+    csrf: String,
+    status: &'static str,
+    error: Option<String>,
+    machines: Vec<MachineRow>,
+    can_use: bool,
+    can_share: bool,
+    permissions: Vec<PermissionRow>,
+    all_actions: &'static [&'static str],
+    share_error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "workspace_state.html")]
+struct WorkspaceState {
+    id: String,
+    status: &'static str,
+    error: Option<String>,
+    machines: Vec<MachineRow>,
+    can_use: bool,
+}
+
+fn machine_rows(w: &Workspace) -> Vec<MachineRow> {
+    w.runtime
+        .as_ref()
+        .map(|r| {
+            r.machines
+                .iter()
+                .map(|(name, m)| MachineRow {
+                    name: name.clone(),
+                    status: m.status.clone(),
+                    node: m.node.clone(),
+                    servers: m.servers.iter().map(|(s, u)| (s.clone(), u.url.clone())).collect(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn error_of(w: &Workspace) -> Option<String> {
+    w.attributes.get("errorMessage").filter(|_| w.status == WorkspaceStatus::Error).cloned()
+}
+
+async fn workspace_page(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+    share_error: Option<String>,
+) -> Result<WorkspacePage, PageError> {
+    let workspaces = &state.drydock.workspaces;
+    let access = workspaces.access(&session.caller, id).await?;
+    let can_share = access.require(SET_PERMISSIONS).is_ok();
+    let mut permissions = Vec::new();
+    if can_share {
+        for p in workspaces.all_permissions(&session.caller, id).await? {
+            let name = state.drydock.users.get(&p.user_id).await.map(|u| u.name).unwrap_or_else(|_| p.user_id.clone());
+            permissions.push(PermissionRow {
+                owner: p.user_id == access.workspace.owner_id,
+                actions: p.actions.join(", "),
+                user_id: p.user_id,
+                name,
+            });
+        }
+    }
+    let w = &access.workspace;
+    Ok(WorkspacePage {
+        layout: session.layout("workspaces"),
+        id: w.id.clone(),
+        key: key(w),
+        csrf: session.csrf.clone(),
+        status: w.status.as_str(),
+        error: error_of(w),
+        machines: machine_rows(w),
+        can_use: w.status == WorkspaceStatus::Running && access.require(USE).is_ok(),
+        can_share,
+        permissions,
+        all_actions: WORKSPACE_ACTIONS,
+        share_error,
+    })
+}
+
+/// A workspace's page: status, machines with their servers (links through the proxy) and
+/// terminals, and sharing for those who may share it.
+pub async fn details(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let page = workspace_page(&state, &session, &id, None).await?;
+    Ok(session.page(StatusCode::OK, &page))
+}
+
+pub async fn state_fragment(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let access = state.drydock.workspaces.access(&session.caller, &id).await?;
+    let w = &access.workspace;
+    let fragment = WorkspaceState {
+        id: w.id.clone(),
+        status: w.status.as_str(),
+        error: error_of(w),
+        machines: machine_rows(w),
+        can_use: w.status == WorkspaceStatus::Running && access.require(USE).is_ok(),
+    };
+    Ok(html(StatusCode::OK, &fragment))
+}
+
+#[derive(Deserialize)]
+pub struct ShareForm {
+    #[serde(default)]
+    user: String,
+    #[serde(rename = "action-read")]
+    read: Option<String>,
+    #[serde(rename = "action-use")]
+    use_: Option<String>,
+    #[serde(rename = "action-run")]
+    run: Option<String>,
+    #[serde(rename = "action-configure")]
+    configure: Option<String>,
+    #[serde(rename = "action-setPermissions")]
+    set_permissions: Option<String>,
+    #[serde(rename = "action-delete")]
+    delete: Option<String>,
+}
+
+pub async fn share(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted<ShareForm>,
+) -> Result<Response, PageError> {
+    let Posted { session, form } = posted;
+    let chosen = [
+        ("read", &form.read),
+        ("use", &form.use_),
+        ("run", &form.run),
+        ("configure", &form.configure),
+        ("setPermissions", &form.set_permissions),
+        ("delete", &form.delete),
+    ];
+    let actions: Vec<String> = chosen.iter().filter(|(_, on)| on.is_some()).map(|(a, _)| a.to_string()).collect();
+    let result = match state.drydock.users.find_by_name(form.user.trim()).await {
+        Ok(user) => state.drydock.workspaces.share(&session.caller, &id, &user.id, &actions).await.map(|_| user.name),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(name) => Ok(session.redirect(&format!("/workspaces/{id}"), &format!("Shared with {name}."))),
+        Err(e @ (Error::InvalidInput { .. } | Error::NotFound(_) | Error::Conflict(_))) => {
+            let page = workspace_page(&state, &session, &id, Some(e.to_string())).await?;
+            Ok(session.page(StatusCode::BAD_REQUEST, &page))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct UnshareForm {
+    #[serde(default)]
+    user: String,
+}
+
+pub async fn unshare(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted<UnshareForm>,
+) -> Result<Response, PageError> {
+    let Posted { session, form } = posted;
+    state.drydock.workspaces.unshare(&session.caller, &id, &form.user).await?;
+    Ok(session.redirect(&format!("/workspaces/{id}"), "Access removed."))
 }
