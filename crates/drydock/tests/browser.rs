@@ -576,14 +576,7 @@ fn url_encode(text: &str) -> String {
 /// The browser terminal: open it from the Workspaces page, type a command, read its output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn browser_terminal_runs_a_command() {
-    let image = match drydock_docker::testing::busybox_image().await {
-        Ok(image) => image,
-        Err(e) if drydock_docker::testing::required() => panic!("the terminal test needs Docker under CI=true: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED: {e}");
-            return;
-        }
-    };
+    let Some(image) = common::docker_image().await else { return };
     let Some(ui) = Ui::start("terminal").await else { return };
     let instance = std::fs::read_to_string(ui.dd.data_dir().join("instance.id")).unwrap();
     let _guard = drydock_docker::testing::InstanceGuard::new(instance.trim());

@@ -8,31 +8,9 @@ use std::io::Write;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Backend, Instance, text};
-use drydock_docker::testing::{InstanceGuard, busybox_image, instance_objects, required};
+use common::{Instance, docker_instance, text};
+use drydock_docker::testing::instance_objects;
 use serde_json::{Value, json};
-
-/// The test image, or `None` (skip) when there is no engine outside CI.
-async fn image() -> Option<String> {
-    match busybox_image().await {
-        Ok(image) => Some(image),
-        Err(e) if required() => panic!("the workspace CLI tests need Docker and /bin/busybox under CI=true: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-    }
-}
-
-/// A started instance and a guard that removes its engine objects, even on failure.
-async fn instance() -> Option<(Instance, InstanceGuard, String)> {
-    let image = image().await?;
-    let mut dd = Instance::init(Backend::Sqlite)?;
-    let id = std::fs::read_to_string(dd.data_dir().join("instance.id")).unwrap();
-    let guard = InstanceGuard::new(id.trim());
-    dd.start().await;
-    Some((dd, guard, image))
-}
 
 /// Runs `drydock --data-dir DIR workspace ARGS…` (as the first administrator, through the
 /// data dir); the global flag goes first so that it never lands in an exec's command.
@@ -55,7 +33,7 @@ fn stderr(out: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn create_list_exec_stop_start_delete() {
-    let Some((mut dd, guard, image)) = instance().await else { return };
+    let Some((mut dd, guard, image)) = docker_instance().await else { return };
 
     // Created and started from an image: the id on stdout, and it runs once the verb returns.
     let out = ok(workspace(&dd, &["create", "--image", &image, "devbox", "--memory", "256", "--start"]), "create");
@@ -122,7 +100,7 @@ async fn create_list_exec_stop_start_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_start_that_fails_exits_with_the_error() {
-    let Some((mut dd, guard, _image)) = instance().await else { return };
+    let Some((mut dd, guard, _image)) = docker_instance().await else { return };
     let out = ok(workspace(&dd, &["create", "--image", "drydock-test/no-such-image:never", "broken"]), "create");
     let id = stdout(&out).trim().to_string();
     let out = workspace(&dd, &["start", "broken"]);
@@ -146,7 +124,7 @@ async fn a_start_that_fails_exits_with_the_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_compose_workspace_from_a_file() {
-    let Some((mut dd, _guard, image)) = instance().await else { return };
+    let Some((mut dd, _guard, image)) = docker_instance().await else { return };
     let compose = format!(
         "services:\n  app:\n    image: {image}\n    depends_on: [db]\n  db:\n    image: {image}\n    command: \"httpd -f -p 8080\"\n"
     );
@@ -175,7 +153,7 @@ async fn a_compose_workspace_from_a_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn snapshot_restore_and_ssh() {
-    let Some((mut dd, _guard, image)) = instance().await else { return };
+    let Some((mut dd, _guard, image)) = docker_instance().await else { return };
     let out = ok(workspace(&dd, &["create", "--image", &image, "snappy", "--start"]), "create");
     let id = stdout(&out).trim().to_string();
 

@@ -5,32 +5,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_PASSWORD, Backend, Instance, answer, browser_like, field_value, sign_in};
-use drydock_docker::testing::{InstanceGuard, busybox_image, instance_objects, kill_machine, required};
+use common::{ADMIN_PASSWORD, Instance, answer, browser_like, docker_image, docker_instance, field_value, sign_in};
+use drydock_docker::testing::{instance_objects, kill_machine};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-/// The test image, or `None` (skip) when there is no engine outside CI.
-async fn image() -> Option<String> {
-    match busybox_image().await {
-        Ok(image) => Some(image),
-        Err(e) if required() => panic!("the workspace tests need Docker and /bin/busybox under CI=true: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-    }
-}
-
-/// A started instance and a guard that removes its engine objects, even on failure.
-async fn instance() -> Option<(Instance, InstanceGuard, String)> {
-    let image = image().await?;
-    let mut dd = Instance::init(Backend::Sqlite)?;
-    let id = std::fs::read_to_string(dd.data_dir().join("instance.id")).unwrap();
-    let guard = InstanceGuard::new(id.trim());
-    dd.start().await;
-    Some((dd, guard, image))
-}
 
 fn config(name: &str, image: &str) -> Value {
     json!({"name": name, "defaultEnv": "default", "environments": {"default": {
@@ -78,7 +56,7 @@ async fn exec(dd: &Instance, token: &str, id: &str, command: &[&str]) -> (Status
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn files_in_projects_survive_a_stop() {
-    let Some((mut dd, _guard, image)) = instance().await else { return };
+    let Some((mut dd, _guard, image)) = docker_instance().await else { return };
     let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
     let id = create(&dd, &admin, &config("api-dev", &image)).await;
 
@@ -182,7 +160,7 @@ async fn files_in_projects_survive_a_stop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_start_is_an_error_and_leaves_nothing() {
-    let Some((mut dd, guard, _image)) = instance().await else { return };
+    let Some((mut dd, guard, _image)) = docker_instance().await else { return };
     let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
     let id = create(&dd, &admin, &config("broken", "drydock-test/no-such-image:never")).await;
     let ws = start(&dd, &admin, &id).await;
@@ -192,7 +170,7 @@ async fn a_failed_start_is_an_error_and_leaves_nothing() {
     assert!(left.is_empty(), "nothing left behind: {left:?}");
 
     // A user who owns a running workspace is removed only when asked to take it along.
-    let image = image().await.unwrap();
+    let image = docker_image().await.unwrap();
     let dora = dd.create_user(&admin, "dora", "dora-password").await;
     let dora_token = dd.token_for("dora", "dora-password").await;
     let r = dd
@@ -220,7 +198,7 @@ async fn a_failed_start_is_an_error_and_leaves_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_machine_and_a_killed_master() {
-    let Some((mut dd, guard, image)) = instance().await else { return };
+    let Some((mut dd, guard, image)) = docker_instance().await else { return };
     let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
     let first = create(&dd, &admin, &config("first", &image)).await;
     let second = create(&dd, &admin, &config("second", &image)).await;
@@ -353,7 +331,7 @@ async fn proxy_to_a_server(dd: &Instance, token: &str, id: &str) {
 /// after confirming; the administrator sees the user's workspaces on the user's page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_workspaces_page() {
-    let Some((mut dd, guard, image)) = instance().await else { return };
+    let Some((mut dd, guard, image)) = docker_instance().await else { return };
     let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
     let erin = dd.create_user(&admin, "erin", "erin-password").await;
     let browser = browser_like();

@@ -22,14 +22,19 @@ pub fn presented_secret(headers: &HeaderMap) -> Option<(String, Via)> {
         let (scheme, token) = value.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| (token.trim().to_string(), Via::Bearer));
     }
+    cookie(headers, SESSION_COOKIE).map(|value| (value, Via::Cookie))
+}
+
+/// The value of one cookie of the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| (value.to_string(), Via::Cookie))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_string())
 }
 
 /// Authenticates the request and checks the CSRF token of cookie requests.

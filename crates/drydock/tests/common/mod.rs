@@ -246,3 +246,29 @@ pub fn field_value(html: &str, name: &str) -> Option<String> {
     let rest = &html[at + name.len() + 15..];
     Some(rest[..rest.find('"')?].to_string())
 }
+
+/// The Docker test image, or `None` (the test skips) when there is no engine outside CI;
+/// under `CI=true` a missing engine fails the test.
+pub async fn docker_image() -> Option<String> {
+    match drydock_docker::testing::busybox_image().await {
+        Ok(image) => Some(image),
+        Err(e) if drydock_docker::testing::required() => {
+            panic!("this test needs Docker and /bin/busybox under CI=true: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+    }
+}
+
+/// A started SQLite instance for Docker tests, a guard that removes its engine objects even
+/// when the test fails, and the test image.
+pub async fn docker_instance() -> Option<(Instance, drydock_docker::testing::InstanceGuard, String)> {
+    let image = docker_image().await?;
+    let mut dd = Instance::init(Backend::Sqlite)?;
+    let id = std::fs::read_to_string(dd.data_dir().join("instance.id")).unwrap();
+    let guard = drydock_docker::testing::InstanceGuard::new(id.trim());
+    dd.start().await;
+    Some((dd, guard, image))
+}
