@@ -37,12 +37,8 @@ const AIM_RATE: f64 = 10_000.0;
 const AIM_RATIO: f64 = 0.5;
 
 pub fn run(args: &[String]) -> Result<()> {
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{HELP}");
+    if !crate::util::no_arguments(args, HELP)? {
         return Ok(());
-    }
-    if let Some(arg) = args.first() {
-        bail!("unexpected argument '{arg}'\n\n{HELP}");
     }
     let settings = Settings::from_env()?;
     let bin = drydock_bin("api")?;

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use chrono::Utc;
 use drydock_core::{NewUser, Store};
 use drydock_store::SqlStore;
@@ -20,7 +20,7 @@ use sqlx::Row;
 
 use crate::http::{self, Response};
 use crate::instance::{ADMIN_NAME, ADMIN_PASSWORD, Backend, Instance, drydock_bin, drydock_version};
-use crate::util::{code_version, date, env_u32, load_average, machine, thousands};
+use crate::util::{code_version, date, env_u32, load_average, machine, max, median, ms, percentile, thousands};
 
 const HELP: &str = "\
 usage: drydock-bench users-page
@@ -52,12 +52,8 @@ const SEARCH: &str = "12";
 const AIM_MS: f64 = 50.0;
 
 pub fn run(args: &[String]) -> Result<()> {
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{HELP}");
+    if !crate::util::no_arguments(args, HELP)? {
         return Ok(());
-    }
-    if let Some(arg) = args.first() {
-        bail!("unexpected argument '{arg}'\n\n{HELP}");
     }
     let settings =
         Settings { requests: env_u32("BENCH_REQUESTS", 100, 1)?, warmup: env_u32("BENCH_WARMUP_REQUESTS", 5, 0)? };
@@ -372,29 +368,8 @@ async fn raw_page(store: &SqlStore, case: &Case) -> Result<(RawPage, Duration)> 
 // ---------------------------------------------------------------------------------------
 // Figures and the report
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// The nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn median(sorted: &[f64]) -> f64 {
-    percentile(sorted, 50.0)
-}
-
 fn p95(sorted: &[f64]) -> f64 {
     percentile(sorted, 95.0)
-}
-
-fn max(sorted: &[f64]) -> f64 {
-    sorted.last().copied().unwrap_or(f64::NAN)
 }
 
 fn format_ms(v: f64) -> String {

@@ -119,6 +119,41 @@ pub fn date() -> String {
         .unwrap_or_else(|_| "unknown date".into())
 }
 
+/// Milliseconds of a duration.
+pub fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The nearest-rank percentile of sorted values (NaN when there are none).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn median(sorted: &[f64]) -> f64 {
+    percentile(sorted, 50.0)
+}
+
+pub fn max(sorted: &[f64]) -> f64 {
+    sorted.last().copied().unwrap_or(f64::NAN)
+}
+
+/// Handles a benchmark's arguments: `--help` prints its help (and it should not run);
+/// anything else is refused.
+pub fn no_arguments(args: &[String], help: &str) -> Result<bool> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{help}");
+        return Ok(false);
+    }
+    if let Some(arg) = args.first() {
+        anyhow::bail!("unexpected argument '{arg}'\n\n{help}");
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 
 use crate::http::{self, EventStream};
 use crate::instance::{Backend, Instance, drydock_bin, drydock_version};
-use crate::util::{code_version, date, env_u32, load_average, machine, random_hex};
+use crate::util::{code_version, date, env_u32, load_average, machine, max, median, ms, percentile, random_hex};
 
 const HELP: &str = "\
 usage: drydock-bench workspace-start
@@ -64,12 +64,8 @@ const MACHINE: &str = "dev";
 const RAW_LABEL: &str = "drydock-bench.raw";
 
 pub fn run(args: &[String]) -> Result<()> {
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{HELP}");
+    if !crate::util::no_arguments(args, HELP)? {
         return Ok(());
-    }
-    if let Some(arg) = args.first() {
-        bail!("unexpected argument '{arg}'\n\n{HELP}");
     }
     let settings = Settings {
         runs: env_u32("BENCH_RUNS", 20, 1)?,
@@ -719,29 +715,8 @@ fn collect_batch(results: Vec<Result<(Instant, Duration)>>, first: Option<Instan
 // ---------------------------------------------------------------------------------------
 // Figures and the report
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 fn sort(v: &mut [f64]) {
     v.sort_by(f64::total_cmp);
-}
-
-/// The nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn median(sorted: &[f64]) -> f64 {
-    percentile(sorted, 50.0)
-}
-
-fn max(sorted: &[f64]) -> f64 {
-    sorted.last().copied().unwrap_or(f64::NAN)
 }
 
 struct Header {

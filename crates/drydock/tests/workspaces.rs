@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_PASSWORD, Instance, answer, browser_like, docker_image, docker_instance, field_value, sign_in};
+use common::{ADMIN_PASSWORD, Instance, answer, browser_like, docker_instance, field_value, sign_in};
 use drydock_docker::testing::{instance_objects, kill_machine};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -56,7 +56,7 @@ async fn exec(dd: &Instance, token: &str, id: &str, command: &[&str]) -> (Status
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn files_in_projects_survive_a_stop() {
-    let Some((mut dd, _guard, image)) = docker_instance().await else { return };
+    let Some((mut dd, guard, image)) = docker_instance().await else { return };
     let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
     let id = create(&dd, &admin, &config("api-dev", &image)).await;
 
@@ -152,15 +152,14 @@ async fn files_in_projects_survive_a_stop() {
     dd.req(Method::DELETE, &format!("/api/workspace/{id}/runtime")).bearer_auth(&admin).send().await.unwrap();
     let r = dd.req(Method::DELETE, &format!("/api/workspace/{id}")).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let instance = std::fs::read_to_string(dd.data_dir().join("instance.id")).unwrap();
-    let left = instance_objects(instance.trim()).await.unwrap();
+    let left = instance_objects(guard.instance_id()).await.unwrap();
     assert!(left.is_empty(), "{left:?}");
     dd.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_start_is_an_error_and_leaves_nothing() {
-    let Some((mut dd, guard, _image)) = docker_instance().await else { return };
+    let Some((mut dd, guard, image)) = docker_instance().await else { return };
     let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
     let id = create(&dd, &admin, &config("broken", "drydock-test/no-such-image:never")).await;
     let ws = start(&dd, &admin, &id).await;
@@ -170,7 +169,6 @@ async fn a_failed_start_is_an_error_and_leaves_nothing() {
     assert!(left.is_empty(), "nothing left behind: {left:?}");
 
     // A user who owns a running workspace is removed only when asked to take it along.
-    let image = docker_image().await.unwrap();
     let dora = dd.create_user(&admin, "dora", "dora-password").await;
     let dora_token = dd.token_for("dora", "dora-password").await;
     let r = dd
