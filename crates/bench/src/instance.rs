@@ -70,6 +70,11 @@ impl Instance {
         Ok(Instance { bin: bin.to_path_buf(), data_dir: tmp.path().join("data"), env, started: false, db, tmp })
     }
 
+    /// Sets a config key for the server through its environment variable (before `start`).
+    pub fn set_config(&mut self, variable: &str, value: &str) {
+        self.env.push((variable.to_string(), value.to_string()));
+    }
+
     fn command(&self, verb: &str) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.arg(verb).arg("--data-dir").arg(&self.data_dir);

@@ -55,7 +55,7 @@ environment:
 /// The issue's aim: drydock's median at most 10% over the raw engine's.
 const AIM_OVERHEAD: f64 = 0.10;
 /// The docker runtime's `start_settle`: a start waits until every machine has run this long.
-const START_SETTLE_MS: f64 = 100.0;
+const START_SETTLE_MS: f64 = 20.0;
 /// How long one start may take before the run is invalid.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// The machine's name in the workspace, and the raw container's host name and alias.
@@ -91,6 +91,11 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut instance = Instance::create(&bin, &Backend::Sqlite)?;
     instance.init()?;
     sweep.instance_id = Some(instance.instance_id()?);
+    // One user starts them all at once: lift the per-user runtime limit and let every start
+    // talk to the engine at once, as the raw baseline does (the defaults are 10 and 5).
+    let concurrency = settings.concurrency.to_string();
+    instance.set_config("DRYDOCK_LIMITS__USER__RUNTIMES", "-1");
+    instance.set_config("DRYDOCK_LIMITS__WORKSPACE__START_CONCURRENCY", &concurrency);
     instance.start()?;
     let api = Api { url: instance.url()?, token: instance.admin_token()? };
     eprintln!("drydock is running at {}", api.url);
@@ -765,11 +770,13 @@ fn report(settings: &Settings, h: &Header, s: &Sequential, c: &Concurrent) -> St
     };
     row(&mut out, "drydock", &s.drydock, 0.0);
     row(&mut out, "raw Engine API", &s.raw, 0.0);
-    row(&mut out, "raw + 100 ms (`start_settle`)", &s.raw, START_SETTLE_MS);
+    row(&mut out, &format!("raw + {START_SETTLE_MS} ms (`start_settle`)"), &s.raw, START_SETTLE_MS);
     let ratio = median(&s.drydock) / median(&s.raw);
     let ratio_settled = median(&s.drydock) / (median(&s.raw) + START_SETTLE_MS);
-    let _ =
-        writeln!(out, "\nRatio of medians: drydock / raw {ratio:.2}; drydock / (raw + 100 ms) {ratio_settled:.2}.\n");
+    let _ = writeln!(
+        out,
+        "\nRatio of medians: drydock / raw {ratio:.2}; drydock / (raw + {START_SETTLE_MS} ms) {ratio_settled:.2}.\n"
+    );
     let _ =
         writeln!(out, "| {} at once | wall time of the batch | per-item median | per-item max |", settings.concurrency);
     let _ = writeln!(out, "| --- | ---: | ---: | ---: |");
@@ -793,7 +800,7 @@ fn report(settings: &Settings, h: &Header, s: &Sequential, c: &Concurrent) -> St
     let _ = writeln!(
         out,
         "\nAim (sequential median at most {:.0}% over the raw engine, zero failures): {} \
-         (overhead {:+.0}%; {:+.0}% over raw + 100 ms).",
+         (overhead {:+.0}%; {:+.0}% over raw + {START_SETTLE_MS} ms).",
         AIM_OVERHEAD * 100.0,
         if met { "met" } else { "NOT met" },
         (ratio - 1.0) * 100.0,

@@ -15,6 +15,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub runtime: RuntimeConfig,
+    pub limits: LimitsConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
@@ -29,6 +30,72 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig { machine_memory_mb: 1024, pull_timeout: HumanDuration::secs(120) }
+    }
+}
+
+/// Every user's default limits (an administrator may override them per user), what one
+/// workspace may ask, and how much of the engine's memory running workspaces may reserve.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub user: UserLimitsConfig,
+    pub workspace: WorkspaceLimitsConfig,
+    pub host: HostLimitsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserLimitsConfig {
+    /// Workspaces a user may have, running or not (-1: unlimited).
+    pub workspaces: i64,
+    /// Workspaces a user may run at once (-1: unlimited).
+    pub runtimes: i64,
+    /// Memory of a user's running workspaces together.
+    pub ram: Megabytes,
+}
+
+impl Default for UserLimitsConfig {
+    fn default() -> Self {
+        UserLimitsConfig { workspaces: 30, runtimes: 10, ram: Megabytes(100 * 1024) }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkspaceLimitsConfig {
+    /// The most memory one workspace may ask for.
+    pub ram: Megabytes,
+    /// Idle time after which a running workspace is stopped (0s: never).
+    pub idle_timeout: HumanDuration,
+    /// How long before an idle stop its warning comes.
+    pub idle_warning: HumanDuration,
+    /// Starts that run at once; more wait in a queue.
+    pub start_concurrency: u32,
+}
+
+impl Default for WorkspaceLimitsConfig {
+    fn default() -> Self {
+        WorkspaceLimitsConfig {
+            ram: Megabytes(16 * 1024),
+            idle_timeout: HumanDuration::secs(4 * 3600),
+            idle_warning: HumanDuration::secs(5 * 60),
+            start_concurrency: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostLimitsConfig {
+    /// The memory workspaces run in (-1: the engine's total memory, asked at start-up).
+    pub ram: Megabytes,
+    /// The share of it, in percent, that running workspaces may reserve together.
+    pub ram_percent: u32,
+}
+
+impl Default for HostLimitsConfig {
+    fn default() -> Self {
+        HostLimitsConfig { ram: Megabytes(-1), ram_percent: 90 }
     }
 }
 
@@ -137,9 +204,86 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("auth.lockout", "First throttling delay; it doubles with each further failure, up to the window."),
     ("runtime.machine_memory_mb", "Memory of a workspace machine whose config names none, in MB (enforced by Docker)."),
     ("runtime.pull_timeout", "How long a start may wait for a missing image to be pulled."),
+    (
+        "limits.user.workspaces",
+        "Workspaces a user may have, running or not, unless overridden for them (-1: unlimited).",
+    ),
+    ("limits.user.runtimes", "Workspaces a user may run at once, unless overridden for them (-1: unlimited)."),
+    ("limits.user.ram", "Memory of a user's running workspaces together, e.g. 100gb or 2048mb (-1: unlimited)."),
+    ("limits.workspace.ram", "The most memory one workspace may ask for (all its machines together)."),
+    (
+        "limits.workspace.idle_timeout",
+        "A running workspace with no activity this long is stopped (e.g. 240m; 0s: never).",
+    ),
+    ("limits.workspace.idle_warning", "How long before an idle stop the dashboard and the events warn."),
+    ("limits.workspace.start_concurrency", "Workspace starts that run at once; more wait in a queue."),
+    ("limits.host.ram", "Memory the workspaces run in, e.g. 64gb (-1: the engine's total memory)."),
+    ("limits.host.ram_percent", "Share of that memory, in percent, running workspaces may reserve together."),
     ("metrics.public", "Serve /metrics without a token (otherwise a manageSystem holder's token is needed)."),
     ("log.level", "Log filter: error, warn, info, debug, trace, or a tracing directive."),
 ];
+
+/// An amount of memory in megabytes, written `2048mb`, `100gb` or a plain number of
+/// megabytes; -1 means unlimited.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Megabytes(pub i64);
+
+impl Megabytes {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim().to_ascii_lowercase();
+        if t == "-1" {
+            return Ok(Megabytes(-1));
+        }
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, unit) = t.split_at(split);
+        let n: i64 = digits.parse().map_err(|_| {
+            format!("'{text}' is not an amount of memory: write it like 2048mb or 100gb (-1: unlimited)")
+        })?;
+        let mult = match unit.trim() {
+            "" | "mb" | "m" => 1,
+            "gb" | "g" => 1024,
+            other => return Err(format!("'{text}' has an unknown unit '{other}': use mb or gb")),
+        };
+        n.checked_mul(mult).map(Megabytes).ok_or_else(|| format!("'{text}' is too large"))
+    }
+
+    /// `None` for unlimited.
+    pub fn limit(self) -> Option<u64> {
+        u64::try_from(self.0).ok()
+    }
+}
+
+impl fmt::Display for Megabytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            -1 => write!(f, "-1"),
+            n if n > 0 && n % 1024 == 0 => write!(f, "{}gb", n / 1024),
+            n => write!(f, "{n}mb"),
+        }
+    }
+}
+
+impl Serialize for Megabytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Megabytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(i64),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Number(n) if n >= -1 => Ok(Megabytes(n)),
+            Written::Number(n) => Err(serde::de::Error::custom(format!("{n} is below -1 (unlimited)"))),
+            Written::Text(t) => Megabytes::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
 
 /// A duration written the way people do: `30s`, `240m`, `4h`, `7d` (a plain number is seconds).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -212,5 +356,16 @@ mod tests {
         assert_eq!(HumanDuration::parse("90").unwrap().to_string(), "90s");
         assert!(HumanDuration::parse("abc").is_err());
         assert!(HumanDuration::parse("5w").is_err());
+    }
+
+    #[test]
+    fn memory_amounts() {
+        assert_eq!(Megabytes::parse("100gb").unwrap(), Megabytes(102_400));
+        assert_eq!(Megabytes::parse("2048MB").unwrap(), Megabytes(2048));
+        assert_eq!(Megabytes::parse("512").unwrap(), Megabytes(512));
+        assert_eq!(Megabytes::parse("-1").unwrap().limit(), None);
+        assert_eq!(Megabytes(16 * 1024).to_string(), "16gb");
+        assert!(Megabytes::parse("5tb").is_err());
+        assert!(Megabytes::parse("lots").is_err());
     }
 }

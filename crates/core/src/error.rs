@@ -54,6 +54,7 @@ impl From<StoreError> for Error {
             StoreError::Conflict(Conflict::WorkspaceStatus(status)) => {
                 Error::Conflict(format!("the workspace is {status}; stop it first"))
             }
+            StoreError::Conflict(Conflict::Limit(message)) => Error::Conflict(message),
             StoreError::Conflict(Conflict::Busy) => {
                 Error::Conflict("the database is busy with a conflicting change; try again".to_string())
             }

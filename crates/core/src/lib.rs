@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod limits;
 pub mod model;
 pub mod permissions;
 pub mod runtime;
@@ -29,6 +30,7 @@ pub struct Drydock {
     pub auth: auth::Auth,
     pub permissions: permissions::Permissions,
     pub workspaces: Arc<workspace::service::Workspaces>,
+    pub limits: Arc<limits::ResourceLimits>,
     pub store: Arc<dyn Store>,
 }
 
@@ -39,6 +41,7 @@ impl Drydock {
         clock: Arc<dyn Clock>,
         runtime: Arc<dyn runtime::Runtime>,
     ) -> Self {
+        let limits = Arc::new(limits::ResourceLimits::new(store.clone(), &config.limits));
         let auth = auth::Auth::new(store.clone(), auth::AuthSettings::from_config(config), clock.clone());
         Drydock {
             users: users::Users::new(store.clone(), auth.cache_handle(), clock.clone()),
@@ -47,10 +50,10 @@ impl Drydock {
                 store.clone(),
                 clock.clone(),
                 runtime,
-                workspace::service::WorkspaceSettings {
-                    default_machine_memory: config.runtime.machine_memory_mb.saturating_mul(1 << 20),
-                },
+                limits.clone(),
+                workspace::service::WorkspaceSettings::from_config(config),
             )),
+            limits,
             auth,
             store,
         }

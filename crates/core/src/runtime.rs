@@ -173,6 +173,9 @@ pub trait Runtime: Send + Sync {
 
     /// The engine's reports about this instance's machines, from now on.
     async fn events(&self) -> Result<BoxStream<'static, RuntimeEvent>, RuntimeError>;
+
+    /// The memory workspaces run in, in bytes (one engine's, or a swarm's together).
+    async fn memory_total(&self) -> Result<u64, RuntimeError>;
 }
 
 /// The runtime when no engine could be reached at start-up: every call says why.
@@ -207,6 +210,9 @@ impl Runtime for Unavailable {
         Err(RuntimeError::Engine(self.reason.clone()))
     }
     async fn snapshot(&self, _: &str) -> Result<BTreeMap<String, String>, RuntimeError> {
+        Err(RuntimeError::Engine(self.reason.clone()))
+    }
+    async fn memory_total(&self) -> Result<u64, RuntimeError> {
         Err(RuntimeError::Engine(self.reason.clone()))
     }
     async fn events(&self) -> Result<BoxStream<'static, RuntimeEvent>, RuntimeError> {

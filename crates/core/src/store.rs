@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::limits::{Resource, ResourceOverride};
 use crate::model::{Credential, CredentialKind, NewUser, Page, Permission, User, UserFilter};
 use crate::workspace::{Stack, Workspace, WorkspaceFilter, WorkspaceStatus};
 
@@ -19,7 +20,25 @@ pub enum Conflict {
     WorkspaceStatus(String),
     /// The database could not take the write lock in time.
     Busy,
+    /// A limit refused the change; the text says which (from the rule in `core::limits`).
+    Limit(String),
 }
+
+/// What one user's workspaces hold now, and what all running workspaces reserve.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Workspaces the user owns, running or not.
+    pub workspaces: u64,
+    /// The user's workspaces that are starting, running or stopping.
+    pub runtimes: u64,
+    /// Memory those reserved when they were admitted.
+    pub ram_mb: u64,
+    /// Memory every starting, running or stopping workspace reserved (all users).
+    pub host_ram_mb: u64,
+}
+
+/// A rule run on the usage inside the transaction that writes; `Err` refuses with its text.
+pub type Admission<'a> = &'a (dyn Fn(&Usage) -> Result<(), String> + Send + Sync);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -80,7 +99,13 @@ pub trait Store: Send + Sync {
 
     // Workspaces. Names are unique per owner, checked in the transaction that writes; the
     // owner's permission (every action) is stored with the workspace.
-    async fn create_workspace(&self, workspace: &Workspace, owner_actions: &[String]) -> StoreResult<()>;
+    /// `admit` sees the owner's usage in the transaction that inserts.
+    async fn create_workspace(
+        &self,
+        workspace: &Workspace,
+        owner_actions: &[String],
+        admit: Admission<'_>,
+    ) -> StoreResult<()>;
     async fn workspace(&self, id: &str) -> StoreResult<Option<Workspace>>;
     async fn workspace_by_name(&self, namespace: &str, name: &str) -> StoreResult<Option<Workspace>>;
     async fn list_workspaces(&self, filter: &WorkspaceFilter, page: Page) -> StoreResult<(Vec<Workspace>, u64)>;
@@ -89,8 +114,26 @@ pub trait Store: Send + Sync {
     /// Moves a workspace to a new status (with its runtime and attributes) only if its status
     /// is one of `from`; returns whether it did, so two requests cannot both start it.
     async fn transition_workspace(&self, workspace: &Workspace, from: &[WorkspaceStatus]) -> StoreResult<bool>;
+    /// Like `transition_workspace` to STARTING, reserving `ram_mb` for the workspace while it
+    /// is starting, running or stopping, if `admit` accepts the owner's usage: both in one
+    /// transaction. `Ok(false)` when the status was not one of `from`.
+    async fn admit_start(
+        &self,
+        workspace: &Workspace,
+        from: &[WorkspaceStatus],
+        ram_mb: u64,
+        admit: Admission<'_>,
+    ) -> StoreResult<bool>;
+    async fn usage(&self, user_id: &str) -> StoreResult<Usage>;
     /// Deletes a workspace and every permission on it; only when its status is one of `from`.
     async fn delete_workspace(&self, id: &str, from: &[WorkspaceStatus]) -> StoreResult<()>;
+
+    // Resource limits: per-user overrides of the defaults.
+    async fn resource_override(&self, user_id: &str) -> StoreResult<Option<Vec<Resource>>>;
+    async fn resource_overrides(&self, page: Page) -> StoreResult<(Vec<ResourceOverride>, u64)>;
+    /// Replaces the user's override.
+    async fn store_resource_override(&self, user_id: &str, resources: &[Resource]) -> StoreResult<()>;
+    async fn remove_resource_override(&self, user_id: &str) -> StoreResult<()>;
 
     // Stacks. Names are unique, checked in the transaction that writes.
     async fn create_stack(&self, stack: &Stack) -> StoreResult<()>;

@@ -20,7 +20,7 @@
 //!   missing one within `pull_timeout`; with no registry the pull fails at once with the
 //!   engine's reason: `ImageUnavailable`), then creates the network and volume when missing and
 //!   the machines in `depends_on` order, each checked running once started. Every machine must
-//!   still run `start_settle` (100 ms) after the last one started, which catches commands that
+//!   still run `start_settle` (20 ms) after the last one started, which catches commands that
 //!   fail at once; a later death is an event. A failed start removes its containers and the
 //!   network and volume it created (a volume that existed keeps its files); its error carries
 //!   the machine's exit reason and last output. A start future dropped midway leaves what it

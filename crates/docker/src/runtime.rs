@@ -41,7 +41,9 @@ pub struct DockerSettings {
     pub stop_timeout: Duration,
     /// How long after the last machine started every machine must still be running for the
     /// start to succeed: catches commands that fail at once (a typo, a missing file, a port
-    /// taken). A machine that dies later is reported by [`Runtime::events`].
+    /// taken). A machine that dies later is reported by [`Runtime::events`]. On this engine such
+    /// a command ends 2–15 ms after its process started, before the engine's start call even
+    /// returns; 20 ms after that return is a margin, not a guess.
     pub start_settle: Duration,
 }
 
@@ -50,7 +52,7 @@ impl Default for DockerSettings {
         DockerSettings {
             pull_timeout: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(3),
-            start_settle: Duration::from_millis(100),
+            start_settle: Duration::from_millis(20),
         }
     }
 }
@@ -824,6 +826,14 @@ impl Runtime for DockerRuntime {
             images.insert(machine, format!("{repository}:{tag}"));
         }
         Ok(images)
+    }
+
+    async fn memory_total(&self) -> Result<u64, RuntimeError> {
+        let info = self.docker.info().await.map_err(engine)?;
+        info.mem_total
+            .and_then(|m| u64::try_from(m).ok())
+            .filter(|m| *m > 0)
+            .ok_or_else(|| RuntimeError::Engine("the engine does not report its memory".to_string()))
     }
 
     async fn events(&self) -> Result<BoxStream<'static, RuntimeEvent>, RuntimeError> {

@@ -188,6 +188,26 @@ fn validate(loaded: &Loaded) -> Result<()> {
     if c.auth.session_ttl.0.is_zero() {
         return Err(bad("auth.session_ttl", "must be longer than 0s".into()));
     }
+    for (key, value) in
+        [("limits.user.workspaces", c.limits.user.workspaces), ("limits.user.runtimes", c.limits.user.runtimes)]
+    {
+        if value < -1 {
+            return Err(bad(key, format!("{value} is below -1 (-1 means unlimited)")));
+        }
+    }
+    if c.limits.workspace.start_concurrency == 0 {
+        return Err(bad("limits.workspace.start_concurrency", "must be at least 1".into()));
+    }
+    if !(1..=100).contains(&c.limits.host.ram_percent) {
+        return Err(bad(
+            "limits.host.ram_percent",
+            format!("{} is not a percentage from 1 to 100", c.limits.host.ram_percent),
+        ));
+    }
+    if c.limits.workspace.ram.0 == 0 || c.limits.host.ram.0 == 0 {
+        let key = if c.limits.workspace.ram.0 == 0 { "limits.workspace.ram" } else { "limits.host.ram" };
+        return Err(bad(key, "must be more than 0mb (-1: unlimited)".into()));
+    }
     tracing_subscriber::EnvFilter::try_new(&c.log.level)
         .map_err(|e| bad("log.level", format!("'{}' is not a log filter: {e}", c.log.level)))?;
     Ok(())
@@ -204,7 +224,7 @@ pub fn render(loaded: &Loaded) -> Result<String> {
     );
     let mut section = "";
     for (key, doc) in KEY_DOCS {
-        let (sect, name) = key.split_once('.').unwrap_or(("", key));
+        let (sect, name) = key.rsplit_once('.').unwrap_or(("", key));
         if sect != section {
             out.push_str(&format!("\n[{sect}]\n"));
             section = sect;
@@ -279,7 +299,7 @@ mod tests {
         let l = load_from(dir.path(), env(&[("DRYDOCK_METRICS__PUBLIC", "true")]), &[]).unwrap();
         let text = render(&l).unwrap();
         for (key, _) in KEY_DOCS {
-            let name = key.split_once('.').unwrap().1;
+            let name = key.rsplit_once('.').unwrap().1;
             assert!(text.contains(&format!("\n{name} = ")), "{key} missing");
         }
         std::fs::write(config_path(dir.path()), &text).unwrap();
@@ -288,7 +308,9 @@ mod tests {
         assert!(back.config.metrics.public);
         // Every key of the config is documented.
         let Value::Table(t) = Value::try_from(Config::default()).unwrap() else { panic!() };
-        let n: usize = t.values().map(|v| v.as_table().map_or(1, |t| t.len())).sum();
-        assert_eq!(n, KEY_DOCS.len());
+        fn leaves(v: &Value) -> usize {
+            v.as_table().map_or(1, |t| t.values().map(leaves).sum())
+        }
+        assert_eq!(t.values().map(leaves).sum::<usize>(), KEY_DOCS.len());
     }
 }

@@ -45,6 +45,9 @@ enum Command {
     /// Manage your personal API tokens (through the running server).
     #[command(subcommand)]
     Token(cmd::token::TokenCommand),
+    /// Per-user resource limits: list overrides, show, set, reset (through the running server).
+    #[command(subcommand)]
+    Limits(cmd::limits::LimitsCommand),
     /// Manage workspaces: list, create, start, stop, delete, exec, snapshot, ssh (through the running server).
     #[command(subcommand)]
     Workspace(cmd::workspace::WorkspaceCommand),
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
             Command::User(c) => cmd::user::run(&dir, c).await,
             Command::Token(c) => cmd::token::run(&dir, c).await,
             Command::Workspace(c) => cmd::workspace::run(&dir, c).await,
+            Command::Limits(c) => cmd::limits::run(&dir, c).await,
         }
     });
     match result {

@@ -573,9 +573,11 @@ fn url_encode(text: &str) -> String {
         .collect()
 }
 
-/// The browser terminal: open it from the Workspaces page, type a command, read its output.
+/// A workspace in the browser: its page follows the start live (status and the start's
+/// events, with no reload and well before the 60 s fallback poll), the Workspaces page's
+/// table follows a stop, and the terminal opened from the table runs a command.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn browser_terminal_runs_a_command() {
+async fn browser_workspace_live_status_and_terminal() {
     let Some(image) = common::docker_image().await else { return };
     let Some(ui) = Ui::start("terminal").await else { return };
     let instance = std::fs::read_to_string(ui.dd.data_dir().join("instance.id")).unwrap();
@@ -584,18 +586,32 @@ async fn browser_terminal_runs_a_command() {
         let admin = ui.dd.token_for("admin", ADMIN_PASSWORD).await;
         let config = json!({"name": "shell", "defaultEnv": "default", "environments": {"default": {
             "recipe": {"type": "dockerimage", "location": image}}}});
-        let r = ui
-            .dd
-            .req(Method::POST, "/api/workspace?start-after-create=true")
-            .bearer_auth(&admin)
-            .json(&config)
-            .send()
-            .await
-            .unwrap();
+        let r = ui.dd.req(Method::POST, "/api/workspace").bearer_auth(&admin).json(&config).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
+        let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        let api = async |method: Method, path: &str| {
+            let r = ui.dd.req(method, path).bearer_auth(&admin).send().await.unwrap();
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+        };
+
         ui.sign_in("admin", ADMIN_PASSWORD).await;
+        ui.goto(&format!("/workspaces/{id}")).await;
+        ui.wait_text("#workspace-status", "STOPPED").await;
+        ui.mark_document().await;
+        api(Method::POST, &format!("/api/workspace/{id}/runtime")).await;
+        ui.wait_text("#workspace-status", "RUNNING").await;
+        ui.until("the start's progress in the event log", async || {
+            let log = ui.text("#workspace-events").await;
+            (log.contains("machine dev: running") && log.contains("RUNNING")).then_some(())
+        })
+        .await;
+        assert!(ui.exists("#machine-table tr[data-machine=dev]").await, "the machine's row is shown");
+        let same_page = ui.js("return window.__drydockOldDocument === true").await;
+        assert_eq!(same_page, Value::Bool(true), "the page was reloaded instead of updated");
+        ui.screenshot("workspace-page").await;
+
         ui.goto("/").await;
-        ui.visible("a.open-terminal").await;
+        ui.wait_text("tr[data-workspace='admin:shell'] td.status", "RUNNING").await;
         ui.click("a.open-terminal").await;
         ui.visible("#terminal[data-state=open]").await;
         let input = ui.find(".xterm-helper-textarea").await;
@@ -606,6 +622,12 @@ async fn browser_terminal_runs_a_command() {
         })
         .await;
         ui.screenshot("terminal").await;
+
+        ui.goto("/").await;
+        ui.wait_text("tr[data-workspace='admin:shell'] td.status", "RUNNING").await;
+        api(Method::DELETE, &format!("/api/workspace/{id}/runtime")).await;
+        ui.wait_text("tr[data-workspace='admin:shell'] td.status", "STOPPED").await;
+        assert!(!ui.exists("a.open-terminal").await, "a stopped workspace offers no terminal");
     })
     .await;
 }

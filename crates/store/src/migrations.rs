@@ -11,10 +11,12 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     Migration { version: 1, name: "users", sql: include_str!("../migrations/sqlite/0001_users.sql") },
     Migration { version: 2, name: "workspaces", sql: include_str!("../migrations/sqlite/0002_workspaces.sql") },
     Migration { version: 3, name: "stacks", sql: include_str!("../migrations/sqlite/0003_stacks.sql") },
+    Migration { version: 4, name: "limits", sql: include_str!("../migrations/sqlite/0004_limits.sql") },
 ];
 
 pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "users", sql: include_str!("../migrations/postgres/0001_users.sql") },
     Migration { version: 2, name: "workspaces", sql: include_str!("../migrations/postgres/0002_workspaces.sql") },
     Migration { version: 3, name: "stacks", sql: include_str!("../migrations/postgres/0003_stacks.sql") },
+    Migration { version: 4, name: "limits", sql: include_str!("../migrations/postgres/0004_limits.sql") },
 ];

@@ -2,8 +2,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use drydock_core::limits::{Resource, ResourceOverride};
 use drydock_core::model::{DOMAIN_SYSTEM, MANAGE_SYSTEM, UserFilter};
-use drydock_core::store::{Conflict, SchemaStatus, StoreResult};
+use drydock_core::store::{Admission, Conflict, SchemaStatus, StoreResult, Usage};
 use drydock_core::workspace::{Stack, Workspace, WorkspaceFilter, WorkspaceStatus};
 use drydock_core::{Credential, CredentialKind, NewUser, Page, Permission, Store, StoreError, User};
 use sqlx::AnyPool;
@@ -393,7 +394,7 @@ impl Store for SqlStore {
         if !owned.is_empty() {
             return Err(StoreError::Conflict(Conflict::OwnsWorkspaces(owned)));
         }
-        for table in ["credentials", "permissions"] {
+        for table in ["credentials", "permissions", "resource_overrides"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                 .bind(user_id)
                 .execute(&mut *tx)
@@ -509,8 +510,13 @@ impl Store for SqlStore {
             .map_err(other)
     }
 
-    async fn create_workspace(&self, workspace: &Workspace, owner_actions: &[String]) -> StoreResult<()> {
-        self.ws_create(workspace, owner_actions).await
+    async fn create_workspace(
+        &self,
+        workspace: &Workspace,
+        owner_actions: &[String],
+        admit: Admission<'_>,
+    ) -> StoreResult<()> {
+        self.ws_create(workspace, owner_actions, admit).await
     }
 
     async fn workspace(&self, id: &str) -> StoreResult<Option<Workspace>> {
@@ -533,8 +539,38 @@ impl Store for SqlStore {
         self.ws_transition(workspace, from).await
     }
 
+    async fn admit_start(
+        &self,
+        workspace: &Workspace,
+        from: &[WorkspaceStatus],
+        ram_mb: u64,
+        admit: Admission<'_>,
+    ) -> StoreResult<bool> {
+        self.ws_admit_start(workspace, from, ram_mb, admit).await
+    }
+
+    async fn usage(&self, user_id: &str) -> StoreResult<Usage> {
+        self.limits_usage(user_id).await
+    }
+
     async fn delete_workspace(&self, id: &str, from: &[WorkspaceStatus]) -> StoreResult<()> {
         self.ws_delete(id, from).await
+    }
+
+    async fn resource_override(&self, user_id: &str) -> StoreResult<Option<Vec<Resource>>> {
+        self.limits_override(user_id).await
+    }
+
+    async fn resource_overrides(&self, page: Page) -> StoreResult<(Vec<ResourceOverride>, u64)> {
+        self.limits_overrides(page).await
+    }
+
+    async fn store_resource_override(&self, user_id: &str, resources: &[Resource]) -> StoreResult<()> {
+        self.limits_store(user_id, resources, Utc::now().timestamp_millis()).await
+    }
+
+    async fn remove_resource_override(&self, user_id: &str) -> StoreResult<()> {
+        self.limits_remove(user_id).await
     }
 
     async fn create_stack(&self, stack: &Stack) -> StoreResult<()> {

@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use drydock_core::store::{Conflict, StoreResult};
+use drydock_core::store::{Admission, Conflict, StoreResult, Usage};
 use drydock_core::workspace::{DOMAIN_WORKSPACE, Stack, Workspace, WorkspaceFilter, WorkspaceStatus};
 use drydock_core::{Page, StoreError};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use crate::sql::{SqlStore, other};
 
@@ -50,6 +50,40 @@ fn status_list(from: &[WorkspaceStatus]) -> String {
     from.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ")
 }
 
+/// The statuses in which a workspace holds a runtime and its reserved memory.
+const BUSY: &str = "('STARTING', 'RUNNING', 'STOPPING')";
+
+/// A user's usage, read on the given connection (a guarded transaction's, to admit).
+pub(crate) async fn usage_on(conn: &mut AnyConnection, user_id: &str) -> StoreResult<Usage> {
+    let own = sqlx::query(&format!(
+        "SELECT CAST(COUNT(*) AS BIGINT) AS workspaces, \
+         CAST(COALESCE(SUM(CASE WHEN status IN {BUSY} THEN 1 ELSE 0 END), 0) AS BIGINT) AS runtimes, \
+         CAST(COALESCE(SUM(CASE WHEN status IN {BUSY} THEN ram_mb ELSE 0 END), 0) AS BIGINT) AS ram_mb \
+         FROM workspaces WHERE owner_id = $1"
+    ))
+    .bind(user_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(other)?;
+    let host: i64 = sqlx::query_scalar(&format!(
+        "SELECT CAST(COALESCE(SUM(ram_mb), 0) AS BIGINT) FROM workspaces WHERE status IN {BUSY}"
+    ))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(other)?;
+    let count = |column: &str| -> StoreResult<u64> { Ok(own.try_get::<i64, _>(column).map_err(other)?.max(0) as u64) };
+    Ok(Usage {
+        workspaces: count("workspaces")?,
+        runtimes: count("runtimes")?,
+        ram_mb: count("ram_mb")?,
+        host_ram_mb: host.max(0) as u64,
+    })
+}
+
+fn refused(message: String) -> StoreError {
+    StoreError::Conflict(Conflict::Limit(message))
+}
+
 impl SqlStore {
     async fn owner_has_name(
         tx: &mut Transaction<'static, Any>,
@@ -67,11 +101,17 @@ impl SqlStore {
         Ok(row.is_some())
     }
 
-    pub(crate) async fn ws_create(&self, w: &Workspace, owner_actions: &[String]) -> StoreResult<()> {
+    pub(crate) async fn ws_create(
+        &self,
+        w: &Workspace,
+        owner_actions: &[String],
+        admit: Admission<'_>,
+    ) -> StoreResult<()> {
         let mut tx = self.begin_guarded().await?;
         if Self::owner_has_name(&mut tx, &w.owner_id, &w.config.name, "").await? {
             return Err(StoreError::Conflict(Conflict::Taken { field: "name", value: w.config.name.clone() }));
         }
+        admit(&usage_on(&mut tx, &w.owner_id).await?).map_err(refused)?;
         sqlx::query(
             "INSERT INTO workspaces (id, owner_id, name, config, status, runtime, attributes, created, updated) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -202,6 +242,37 @@ impl SqlStore {
             .await
             .map_err(other)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn ws_admit_start(
+        &self,
+        w: &Workspace,
+        from: &[WorkspaceStatus],
+        ram_mb: u64,
+        admit: Admission<'_>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_guarded().await?;
+        admit(&usage_on(&mut tx, &w.owner_id).await?).map_err(refused)?;
+        let sql = format!(
+            "UPDATE workspaces SET status = $1, runtime = $2, attributes = $3, updated = $4, ram_mb = $5 \
+             WHERE id = $6 AND status IN ({})",
+            status_list(from)
+        );
+        let done = sqlx::query(&sql)
+            .bind(w.status.as_str())
+            .bind(w.runtime.as_ref().map(serde_json::to_string).transpose().map_err(unwritable)?)
+            .bind(serde_json::to_string(&w.attributes).map_err(unwritable)?)
+            .bind(millis(w, "updated"))
+            .bind(i64::try_from(ram_mb).unwrap_or(i64::MAX))
+            .bind(w.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(other)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        tx.commit().await.map_err(other)?;
+        Ok(true)
     }
 
     pub(crate) async fn ws_delete(&self, id: &str, from: &[WorkspaceStatus]) -> StoreResult<()> {

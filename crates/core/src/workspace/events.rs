@@ -24,13 +24,25 @@ pub struct WorkspaceEvent {
     pub time: String,
 }
 
-#[derive(Default)]
 pub struct EventBus {
     channels: Mutex<HashMap<String, broadcast::Sender<WorkspaceEvent>>>,
+    /// Every workspace's status changes and errors, for lists that stay current (the
+    /// dashboard's table); progress lines stay on the workspace's own channel.
+    changes: broadcast::Sender<WorkspaceEvent>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus { channels: Mutex::default(), changes: broadcast::channel(BACKLOG).0 }
+    }
 }
 
 impl EventBus {
     pub fn publish(&self, event: WorkspaceEvent) {
+        if event.kind != "progress" {
+            // An error only means nobody watches.
+            let _ = self.changes.send(event.clone());
+        }
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(sender) = channels.get(&event.workspace_id)
             && sender.send(event.clone()).is_err()
@@ -38,6 +50,11 @@ impl EventBus {
             // Nobody watches any more.
             channels.remove(&event.workspace_id);
         }
+    }
+
+    /// Status changes and errors of every workspace; the watcher filters what it may see.
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<WorkspaceEvent> {
+        self.changes.subscribe()
     }
 
     pub fn subscribe(&self, workspace_id: &str) -> broadcast::Receiver<WorkspaceEvent> {

@@ -6,8 +6,8 @@
 //! workspace permission.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -21,6 +21,7 @@ use super::{
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::ids;
+use crate::limits::{self, ResourceLimits, StartRequest};
 use crate::model::{MANAGE_SYSTEM, Page, Permission, Principal};
 use crate::runtime::{
     ExecOutput, MachineStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeSpec, Terminal,
@@ -40,6 +41,26 @@ pub const SNAPSHOT_ATTRIBUTE: &str = "snapshot";
 pub struct WorkspaceSettings {
     /// Memory of a machine whose config names none.
     pub default_machine_memory: u64,
+    /// The most memory one workspace may ask for, in MB (`None`: no limit).
+    pub max_workspace_ram_mb: Option<u64>,
+    /// The memory workspaces run in, in MB (`None`: ask the engine).
+    pub host_ram_mb: Option<u64>,
+    /// The share of it running workspaces may reserve together.
+    pub host_ram_percent: u32,
+    /// Starts that run at once; more wait in a queue.
+    pub start_concurrency: usize,
+}
+
+impl WorkspaceSettings {
+    pub fn from_config(config: &crate::Config) -> Self {
+        WorkspaceSettings {
+            default_machine_memory: config.runtime.machine_memory_mb.saturating_mul(1 << 20),
+            max_workspace_ram_mb: config.limits.workspace.ram.limit(),
+            host_ram_mb: config.limits.host.ram.limit(),
+            host_ram_percent: config.limits.host.ram_percent,
+            start_concurrency: config.limits.workspace.start_concurrency.max(1) as usize,
+        }
+    }
 }
 
 /// A workspace with what the caller may do with it.
@@ -67,8 +88,15 @@ pub struct Workspaces {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     runtime: Arc<dyn Runtime>,
+    limits: Arc<ResourceLimits>,
     events: EventBus,
     settings: WorkspaceSettings,
+    /// Starts that may talk to the engine at once (`start_concurrency`).
+    start_slots: tokio::sync::Semaphore,
+    /// Admitted starts waiting for a slot.
+    queued: AtomicUsize,
+    /// The engine's memory in MB, once known.
+    engine_ram_mb: Mutex<Option<u64>>,
 }
 
 fn not_found(key: &str) -> Error {
@@ -80,9 +108,20 @@ impl Workspaces {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         runtime: Arc<dyn Runtime>,
+        limits: Arc<ResourceLimits>,
         settings: WorkspaceSettings,
     ) -> Self {
-        Workspaces { store, clock, runtime, events: EventBus::default(), settings }
+        Workspaces {
+            store,
+            clock,
+            runtime,
+            limits,
+            events: EventBus::default(),
+            start_slots: tokio::sync::Semaphore::new(settings.start_concurrency.max(1)),
+            queued: AtomicUsize::new(0),
+            engine_ram_mb: Mutex::new(None),
+            settings,
+        }
     }
 
     pub fn events(&self) -> &EventBus {
@@ -138,8 +177,44 @@ impl Workspaces {
         Ok(Access { workspace, actions, admin })
     }
 
+    /// Refuses a config one of whose environments asks more memory than one workspace may have.
+    fn check_size(&self, config: &WorkspaceConfig) -> Result<()> {
+        let Some(max) = self.settings.max_workspace_ram_mb else { return Ok(()) };
+        for env in config.environments.keys() {
+            let need = spec::ram_mb(&spec::machines(config, env, self.settings.default_machine_memory)?);
+            if need > max {
+                return Err(Error::Conflict(format!(
+                    "Workspace {} needs {need}mb of RAM (environment {env}); one workspace may have at most {max}mb.",
+                    config.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// What running workspaces may reserve together, in MB: the configured host memory (or
+    /// the engine's) times `ram_percent`. `None` when the engine cannot say (no guard then).
+    async fn host_cap_mb(&self) -> Option<u64> {
+        let total = match self.settings.host_ram_mb {
+            Some(mb) => mb,
+            None => {
+                let known = *self.engine_ram_mb.lock().unwrap_or_else(|e| e.into_inner());
+                match known {
+                    Some(mb) => mb,
+                    None => {
+                        let mb = self.runtime.memory_total().await.ok()? >> 20;
+                        *self.engine_ram_mb.lock().unwrap_or_else(|e| e.into_inner()) = Some(mb);
+                        mb
+                    }
+                }
+            }
+        };
+        Some(total.saturating_mul(u64::from(self.settings.host_ram_percent)) / 100)
+    }
+
     pub async fn create(&self, caller: &Principal, config: WorkspaceConfig) -> Result<Workspace> {
         spec::validate(&config, self.settings.default_machine_memory)?;
+        self.check_size(&config)?;
         let now = self.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let workspace = Workspace {
             id: format!("wksp-{}", ids::random_lower(16)),
@@ -151,7 +226,9 @@ impl Workspaces {
             attributes: BTreeMap::from([("created".to_string(), now.clone()), ("updated".to_string(), now)]),
         };
         let all: Vec<String> = WORKSPACE_ACTIONS.iter().map(|a| a.to_string()).collect();
-        self.store.create_workspace(&workspace, &all).await.map_err(name_taken)?;
+        let owner_limits = self.limits.effective(&caller.user.id).await?;
+        let admit = |usage: &crate::store::Usage| limits::admit_create(&owner_limits, usage);
+        self.store.create_workspace(&workspace, &all, &admit).await.map_err(name_taken)?;
         Ok(workspace)
     }
 
@@ -228,6 +305,7 @@ impl Workspaces {
         let access = self.access(caller, key).await?;
         access.require(CONFIGURE)?;
         spec::validate(&config, self.settings.default_machine_memory)?;
+        self.check_size(&config)?;
         let mut workspace = access.workspace;
         workspace.config = config;
         workspace
@@ -309,7 +387,15 @@ impl Workspaces {
         workspace.attributes.remove("errorMessage");
         workspace.attributes.insert("updated".into(), self.now_text());
         workspace.attributes.insert("startedBy".into(), caller.user.name.clone());
-        if !self.store.transition_workspace(&workspace, &from).await? {
+        // The owner's limits (not the caller's: a shared workspace runs on its owner's account).
+        let owner_limits = self.limits.effective(&workspace.owner_id).await?;
+        let request = StartRequest {
+            label: format!("{}/{}", workspace.namespace, workspace.config.name),
+            ram_mb: spec::ram_mb(&machines),
+            host_cap_mb: self.host_cap_mb().await,
+        };
+        let admit = |usage: &crate::store::Usage| limits::admit_start(&owner_limits, usage, &request);
+        if !self.store.admit_start(&workspace, &from, request.ram_mb, &admit).await? {
             return Err(Error::Conflict("the workspace is being started or stopped by another request".into()));
         }
         self.emit(&workspace.id, "status", Some(WorkspaceStatus::Starting), format!("starting environment {env}"));
@@ -323,6 +409,30 @@ impl Workspaces {
     async fn finish_start(&self, mut workspace: Workspace, env: String, spec: RuntimeSpec) {
         let id = workspace.id.clone();
         let progress = |line: String| self.emit(&id, "progress", None, line);
+        // At most `start_concurrency` starts talk to the engine; the others wait their turn.
+        let _slot = match self.start_slots.try_acquire() {
+            Ok(slot) => slot,
+            Err(_) => {
+                let ahead = self.queued.fetch_add(1, Ordering::SeqCst);
+                progress(format!(
+                    "waiting in the start queue: {} start(s) running, {ahead} waiting before this one",
+                    self.settings.start_concurrency
+                ));
+                let slot = self.start_slots.acquire().await;
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+                let Ok(slot) = slot else { return };
+                progress("left the start queue".to_string());
+                slot
+            }
+        };
+        // A stop that came while it waited ends it here.
+        if let Ok(Some(now)) = self.store.workspace(&id).await
+            && now.status != WorkspaceStatus::Starting
+        {
+            workspace.attributes = now.attributes;
+            self.finish_stop(workspace).await;
+            return;
+        }
         let result = self.runtime.start(&spec, &progress).await;
         workspace.attributes.insert("updated".into(), self.now_text());
         match result {

@@ -31,6 +31,11 @@ pub fn validate(config: &WorkspaceConfig, default_memory: u64) -> Result<()> {
     Ok(())
 }
 
+/// The memory machines ask for together, in whole megabytes (rounded up).
+pub fn ram_mb(machines: &[MachineSpec]) -> u64 {
+    machines.iter().map(|m| m.memory_bytes).sum::<u64>().div_ceil(1 << 20)
+}
+
 /// The machines of one environment, with memory, env, ports and the dev machine resolved.
 pub fn machines(config: &WorkspaceConfig, env_name: &str, default_memory: u64) -> Result<Vec<MachineSpec>> {
     let env = config

@@ -1,4 +1,5 @@
 pub mod init;
+pub mod limits;
 pub mod start;
 pub mod status;
 pub mod stop;

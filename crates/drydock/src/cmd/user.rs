@@ -191,7 +191,7 @@ pub async fn run(dir: &DataDir, command: UserCommand) -> Result<ExitCode> {
 }
 
 /// A user by name, else by id.
-async fn resolve(client: &Client, user: &str) -> Result<Value> {
+pub(crate) async fn resolve(client: &Client, user: &str) -> Result<Value> {
     match client.get::<Value>(&format!("/api/user/find?name={}", encode(user))).await {
         Ok(u) => Ok(u),
         Err(e) if is_not_found(&e) => match client.get::<Value>(&format!("/api/user/{}", encode(user))).await {

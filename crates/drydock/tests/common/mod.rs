@@ -265,8 +265,16 @@ pub async fn docker_image() -> Option<String> {
 /// A started SQLite instance for Docker tests, a guard that removes its engine objects even
 /// when the test fails, and the test image.
 pub async fn docker_instance() -> Option<(Instance, drydock_docker::testing::InstanceGuard, String)> {
+    docker_instance_with(Backend::Sqlite, &[]).await
+}
+
+/// Like [`docker_instance`], on a chosen backend and with config variables.
+pub async fn docker_instance_with(
+    backend: Backend,
+    env: &[(&str, &str)],
+) -> Option<(Instance, drydock_docker::testing::InstanceGuard, String)> {
     let image = docker_image().await?;
-    let mut dd = Instance::init(Backend::Sqlite)?;
+    let mut dd = Instance::init_with(backend, env)?;
     let id = std::fs::read_to_string(dd.data_dir().join("instance.id")).unwrap();
     let guard = drydock_docker::testing::InstanceGuard::new(id.trim());
     dd.start().await;

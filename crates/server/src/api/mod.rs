@@ -3,6 +3,7 @@
 
 mod auth;
 mod permissions;
+mod resources;
 mod stacks;
 mod system;
 mod terminal;
@@ -36,6 +37,7 @@ use crate::error::ApiError;
         (name = "permissions", description = "Permissions in Codenvy's shape"),
         (name = "tokens", description = "Personal API tokens"),
         (name = "workspaces", description = "Workspaces in Codenvy's shapes"),
+        (name = "resources", description = "Per-user resource limits (Codenvy's Resource API)"),
         (name = "system", description = "Health, state and metrics"),
     )
 )]
@@ -87,6 +89,12 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(workspaces::snapshot))
         .routes(routes!(stacks::list, stacks::create))
         .routes(routes!(stacks::delete))
+        .routes(routes!(resources::store, resources::list, resources::reset_seed))
+        .routes(routes!(resources::list_alias))
+        .routes(routes!(resources::get, resources::reset))
+        .routes(routes!(resources::effective))
+        .routes(routes!(resources::used))
+        .routes(routes!(resources::available))
         .route_layer(middleware::from_fn_with_state(state, crate::auth::require_caller));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).split_for_parts()
 }

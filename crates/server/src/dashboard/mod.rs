@@ -51,6 +51,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{id}/remove", get(admin::confirm_remove).post(admin::remove))
         .route("/workspaces", post(workspaces::create))
         .route("/workspaces/table", get(workspaces::table))
+        .route("/workspaces/events", get(workspaces::changes))
         .route("/workspaces/{id}/start", post(workspaces::start))
         .route("/workspaces/{id}/stop", post(workspaces::stop))
         .route("/workspaces/{id}/delete", get(workspaces::confirm_delete).post(workspaces::delete))

@@ -1,7 +1,8 @@
 //! The Workspaces page (signed in, `/`): the caller's workspaces with their status kept
-//! current (the table reloads itself every two seconds; reading it is not activity), create
-//! from a stack (or an image while no stack is offered), start, stop, delete with
-//! confirmation.
+//! current (the table reloads when the server-sent `/workspaces/events` says a status
+//! changed; watching is not activity), create from a stack (or an image while no stack is
+//! offered), start, stop, delete with confirmation. A workspace's page follows its own
+//! events (`/api/workspace/{id}/events`): status, and the start's progress as a log.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -361,6 +362,35 @@ pub async fn details(
 ) -> Result<Response, PageError> {
     let page = workspace_page(&state, &session, &id, None).await?;
     Ok(session.page(StatusCode::OK, &page))
+}
+
+/// Server-sent events that tell the Workspaces page to reload its table: `change`, with
+/// the id of a workspace the visitor can see whose status changed. Watching is not activity.
+pub async fn changes(State(state): State<AppState>, session: Session) -> Response {
+    use axum::response::IntoResponse;
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    let receiver = state.drydock.workspaces.events().subscribe_changes();
+    let stream = futures::stream::unfold((receiver, state, session), |(mut receiver, state, session)| async move {
+        loop {
+            let event = match receiver.recv().await {
+                Ok(event) => event,
+                // Missed some: a change of something, so reload.
+                Err(RecvError::Lagged(_)) => {
+                    return Some((Event::default().event("change").data(""), (receiver, state, session)));
+                }
+                Err(RecvError::Closed) => return None,
+            };
+            // Only the workspaces the visitor can see are told about (one query, and only
+            // when a status changes).
+            if state.drydock.workspaces.get(&session.caller, &event.workspace_id).await.is_ok() {
+                let change = Event::default().event("change").data(event.workspace_id);
+                return Some((change, (receiver, state, session)));
+            }
+        }
+    });
+    let stream = futures::StreamExt::map(stream, Ok::<_, std::convert::Infallible>);
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
 pub async fn state_fragment(
