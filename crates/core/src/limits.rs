@@ -4,7 +4,8 @@
 //! inside the store's transaction that writes (`Store::create_workspace`,
 //! `Store::admit_start`), so concurrent requests cannot pass a limit together.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -214,6 +215,9 @@ pub fn admit_start(limits: &Limits, usage: &Usage, start: &StartRequest) -> std:
 pub struct ResourceLimits {
     store: Arc<dyn Store>,
     defaults: Limits,
+    /// Effective limits by user, for the idle check that asks every second; a change of a
+    /// user's override drops theirs.
+    cache: Mutex<HashMap<String, Limits>>,
 }
 
 fn user_not_found(user_id: &str) -> Error {
@@ -222,7 +226,7 @@ fn user_not_found(user_id: &str) -> Error {
 
 impl ResourceLimits {
     pub fn new(store: Arc<dyn Store>, config: &LimitsConfig) -> Self {
-        ResourceLimits { store, defaults: Limits::from_config(config) }
+        ResourceLimits { store, defaults: Limits::from_config(config), cache: Mutex::default() }
     }
 
     pub fn defaults(&self) -> Limits {
@@ -231,8 +235,17 @@ impl ResourceLimits {
 
     /// A user's limits: the defaults with their override on top.
     pub async fn effective(&self, user_id: &str) -> Result<Limits> {
+        if let Some(known) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(user_id) {
+            return Ok(*known);
+        }
         let own = self.store.resource_override(user_id).await?;
-        Ok(own.map_or(self.defaults, |r| self.defaults.with(&r)))
+        let limits = own.map_or(self.defaults, |r| self.defaults.with(&r));
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(user_id.to_string(), limits);
+        Ok(limits)
+    }
+
+    fn forget(&self, user_id: &str) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(user_id);
     }
 
     /// Stores (replaces) a user's override; types not named keep their defaults.
@@ -246,6 +259,7 @@ impl ResourceLimits {
             return Err(user_not_found(user_id));
         }
         self.store.store_resource_override(user_id, &resources).await?;
+        self.forget(user_id);
         Ok(ResourceOverride { account_id: user_id.to_string(), resources })
     }
 
@@ -275,6 +289,7 @@ impl ResourceLimits {
             return Err(user_not_found(user_id));
         }
         self.store.remove_resource_override(user_id).await?;
+        self.forget(user_id);
         Ok(())
     }
 

@@ -401,3 +401,72 @@ async fn races_cannot_pass_limits_on_sqlite() {
 async fn races_cannot_pass_limits_on_postgres() {
     races(Backend::Postgres).await;
 }
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_workspaces_stop_and_busy_ones_do_not() {
+    let env = [("DRYDOCK_LIMITS__WORKSPACE__IDLE_TIMEOUT", "4s"), ("DRYDOCK_LIMITS__WORKSPACE__IDLE_WARNING", "2s")];
+    let Some((dd, _guard, image)) = docker_instance_with(Backend::Sqlite, &env).await else { return };
+    let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
+    let idle = create(&dd, &admin, config("idle", &image, 64)).await;
+    let busy = create(&dd, &admin, config("busy", &image, 64)).await;
+    let events =
+        dd.req(Method::GET, &format!("/api/workspace/{idle}/events")).bearer_auth(&admin).send().await.unwrap();
+    for id in [&idle, &busy] {
+        assert_eq!(start(&dd, &admin, id).await.0, StatusCode::OK);
+        assert_eq!(settled(&dd, &admin, id).await, "RUNNING");
+    }
+
+    // The busy one: an SSH session whose shell prints every second (terminal output).
+    let mut ssh = dd
+        .command(&["workspace", "ssh", &busy])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = ssh.stdin.take().unwrap();
+    let _ssh = KillOnDrop(ssh);
+    use std::io::Write;
+    input.write_all(b"while true; do echo tick; sleep 1; done\n").unwrap();
+
+    // The idle one stops, however often its status is read (reading is not activity).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stopped = loop {
+        let (_, ws) = call(&dd, &admin, Method::GET, &format!("/api/workspace/{idle}"), None).await;
+        if ws["status"] == "STOPPED" {
+            break ws;
+        }
+        assert!(Instant::now() < deadline, "the idle workspace did not stop: {ws}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(stopped["attributes"]["stoppedBy"], "idle timeout", "{stopped}");
+    let reason = stopped["attributes"]["stopReason"].as_str().unwrap();
+    assert!(reason.starts_with("stopped after 4s without activity (last: start at "), "{reason}");
+    assert!(stopped["attributes"]["stopped"].is_string(), "{stopped}");
+    let seen = wait_for_event(events, "stopped after 4s without activity").await;
+    let warning = seen.find("event: warning").expect("a warning before the stop");
+    assert!(warning < seen.find("stopped after").unwrap(), "{seen}");
+    assert!(seen.contains("unless it is used"), "{seen}");
+
+    // The busy one runs on, past its own timeout, with its activity shown.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        let (_, ws) = call(&dd, &admin, Method::GET, &format!("/api/workspace/{busy}"), None).await;
+        assert_eq!(ws["status"], "RUNNING", "the busy workspace was stopped: {ws}");
+        assert_eq!(ws["attributes"]["lastActivityKind"], "terminal", "{ws}");
+        assert!(ws["attributes"]["idleStopAt"].is_string(), "{ws}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    call(&dd, &admin, Method::DELETE, &format!("/api/workspace/{busy}/runtime"), None).await;
+    assert_eq!(settled(&dd, &admin, &busy).await, "STOPPED");
+}

@@ -1,5 +1,5 @@
 //! Background work of the master: writing last-used times of sessions and tokens, removing
-//! expired ones, and following the engine's reports on workspaces.
+//! expired ones, following the engine's reports on workspaces, and stopping idle ones.
 
 use std::time::Duration;
 
@@ -9,6 +9,9 @@ use crate::AppState;
 
 const FLUSH_EVERY: Duration = Duration::from_secs(30);
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// Idle workspaces are looked for this often (in memory; the idle timeout may be seconds in
+/// tests, minutes in use).
+const IDLE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs until `stop` turns true, then writes what is pending once more.
 pub fn spawn_background_jobs(state: AppState, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
@@ -16,6 +19,7 @@ pub fn spawn_background_jobs(state: AppState, mut stop: watch::Receiver<bool>) -
     tokio::spawn(async move {
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         let mut purge = tokio::time::interval(PURGE_EVERY);
+        let mut idle = tokio::time::interval(IDLE_CHECK_EVERY);
         loop {
             tokio::select! {
                 _ = flush.tick() => {
@@ -30,6 +34,7 @@ pub fn spawn_background_jobs(state: AppState, mut stop: watch::Receiver<bool>) -
                         Err(e) => tracing::warn!(error = %e, "cannot remove expired sessions and tokens"),
                     }
                 }
+                _ = idle.tick() => state.drydock.workspaces.check_idle().await,
                 _ = stop.changed() => break,
             }
         }

@@ -20,6 +20,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio_tungstenite::tungstenite::Message as MachineMessage;
 
+use drydock_core::workspace::activity;
+
 use crate::AppState;
 use crate::auth::{SESSION_COOKIE, authenticate, same_origin};
 use crate::error::{ApiError, ApiResult};
@@ -54,7 +56,8 @@ pub async fn forward(
     if !req.method().is_safe() && !same_origin(req.headers()) {
         return Err(ApiError::forbidden("a change through the proxy must come from this site"));
     }
-    let address = state.drydock.workspaces.server_address(&caller, &workspace, &machine, &server).await?;
+    let (workspace_id, address) =
+        state.drydock.workspaces.server_address(&caller, &workspace, &machine, &server).await?;
     let path_and_query = match req.uri().query() {
         Some(q) => format!("/{rest}?{q}"),
         None => format!("/{rest}"),
@@ -62,7 +65,10 @@ pub async fn forward(
     let prefix = format!("/w/{workspace}/{machine}/{server}");
     if let Ok(upgrade) = upgrade {
         let url = format!("ws://{address}{path_and_query}");
-        return Ok(upgrade.on_upgrade(move |socket| relay_websocket(socket, url)).into_response());
+        // Messages either way are activity on the workspace (pings are not).
+        let workspaces = state.drydock.workspaces.clone();
+        let touch = move || workspaces.touch(&workspace_id, activity::PROXY);
+        return Ok(upgrade.on_upgrade(move |socket| relay_websocket(socket, url, touch)).into_response());
     }
     let uri: Uri = format!("http://{address}{path_and_query}")
         .parse()
@@ -120,7 +126,7 @@ fn clean_headers(headers: &mut HeaderMap) {
 }
 
 /// Copies WebSocket messages between the browser and the machine's server.
-async fn relay_websocket(client: WebSocket, url: String) {
+async fn relay_websocket(client: WebSocket, url: String, touch: impl Fn() + Send + Sync) {
     let machine = match tokio_tungstenite::connect_async(url.as_str()).await {
         Ok((socket, _)) => socket,
         Err(e) => {
@@ -133,8 +139,14 @@ async fn relay_websocket(client: WebSocket, url: String) {
     let up = async {
         while let Some(Ok(message)) = from_client.next().await {
             let message = match message {
-                ClientMessage::Text(t) => MachineMessage::Text(t.as_str().into()),
-                ClientMessage::Binary(b) => MachineMessage::Binary(b),
+                ClientMessage::Text(t) => {
+                    touch();
+                    MachineMessage::Text(t.as_str().into())
+                }
+                ClientMessage::Binary(b) => {
+                    touch();
+                    MachineMessage::Binary(b)
+                }
                 ClientMessage::Ping(p) => MachineMessage::Ping(p),
                 ClientMessage::Pong(p) => MachineMessage::Pong(p),
                 ClientMessage::Close(_) => break,
@@ -148,8 +160,14 @@ async fn relay_websocket(client: WebSocket, url: String) {
     let down = async {
         while let Some(Ok(message)) = from_machine.next().await {
             let message = match message {
-                MachineMessage::Text(t) => ClientMessage::Text(t.as_str().into()),
-                MachineMessage::Binary(b) => ClientMessage::Binary(b),
+                MachineMessage::Text(t) => {
+                    touch();
+                    ClientMessage::Text(t.as_str().into())
+                }
+                MachineMessage::Binary(b) => {
+                    touch();
+                    ClientMessage::Binary(b)
+                }
                 MachineMessage::Ping(p) => ClientMessage::Ping(p),
                 MachineMessage::Pong(p) => ClientMessage::Pong(p),
                 MachineMessage::Close(_) | MachineMessage::Frame(_) => break,

@@ -39,6 +39,7 @@ function followEvents(element) {
   source.addEventListener("change", refresh);
   source.addEventListener("status", function (event) { record(event); refresh(); });
   source.addEventListener("progress", record);
+  source.addEventListener("warning", function (event) { record(event); refresh(); });
   // "error" is also what EventSource fires when the connection drops: that one has no data.
   source.addEventListener("error", function (event) {
     if (event.data) { record(event); refresh(); }

@@ -1,5 +1,6 @@
 //! Workspaces: Codenvy's config shapes, compose recipes, and the model the API returns.
 
+pub mod activity;
 pub mod compose;
 pub mod config;
 pub mod events;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use super::activity::{self, ActivityLog};
 use super::config::WorkspaceConfig;
 use super::events::{EventBus, WorkspaceEvent};
 use super::{
@@ -49,6 +50,8 @@ pub struct WorkspaceSettings {
     pub host_ram_percent: u32,
     /// Starts that run at once; more wait in a queue.
     pub start_concurrency: usize,
+    /// How long before an idle stop its warning comes.
+    pub idle_warning: Duration,
 }
 
 impl WorkspaceSettings {
@@ -59,6 +62,7 @@ impl WorkspaceSettings {
             host_ram_mb: config.limits.host.ram.limit(),
             host_ram_percent: config.limits.host.ram_percent,
             start_concurrency: config.limits.workspace.start_concurrency.max(1) as usize,
+            idle_warning: config.limits.workspace.idle_warning.0,
         }
     }
 }
@@ -97,6 +101,8 @@ pub struct Workspaces {
     queued: AtomicUsize,
     /// The engine's memory in MB, once known.
     engine_ram_mb: Mutex<Option<u64>>,
+    /// When each running workspace was last used, for the idle timeout.
+    activity: ActivityLog,
 }
 
 fn not_found(key: &str) -> Error {
@@ -120,6 +126,7 @@ impl Workspaces {
             start_slots: tokio::sync::Semaphore::new(settings.start_concurrency.max(1)),
             queued: AtomicUsize::new(0),
             engine_ram_mb: Mutex::new(None),
+            activity: ActivityLog::default(),
             settings,
         }
     }
@@ -279,7 +286,20 @@ impl Workspaces {
     }
 
     pub async fn get(&self, caller: &Principal, key: &str) -> Result<Workspace> {
-        Ok(self.access(caller, key).await?.workspace)
+        Ok(self.with_idle_state(self.access(caller, key).await?.workspace).await)
+    }
+
+    /// Adds a running workspace's idle clock to the attributes shown (never stored):
+    /// `lastActivity`, `lastActivityKind` and, with an idle timeout, `idleStopAt`.
+    async fn with_idle_state(&self, mut workspace: Workspace) -> Workspace {
+        if let Some(idle) = self.idle_state(&workspace.id).await {
+            workspace.attributes.insert("lastActivity".into(), text_time(idle.last_activity));
+            workspace.attributes.insert("lastActivityKind".into(), idle.kind.into());
+            if let Some(at) = idle.stop_at {
+                workspace.attributes.insert("idleStopAt".into(), text_time(at));
+            }
+        }
+        workspace
     }
 
     /// The caller's workspaces (owned and shared with them); all of them for administrators.
@@ -290,7 +310,13 @@ impl Workspaces {
         page: Page,
     ) -> Result<(Vec<Workspace>, u64)> {
         let visible_to = (!caller.has_system(MANAGE_SYSTEM)).then(|| caller.user.id.clone());
-        Ok(self.store.list_workspaces(&WorkspaceFilter { visible_to, owner: None, status }, page).await?)
+        let (list, total) =
+            self.store.list_workspaces(&WorkspaceFilter { visible_to, owner: None, status }, page).await?;
+        let mut shown = Vec::with_capacity(list.len());
+        for workspace in list {
+            shown.push(self.with_idle_state(workspace).await);
+        }
+        Ok((shown, total))
     }
 
     /// The workspaces a user owns, for those who administer users.
@@ -440,7 +466,10 @@ impl Workspaces {
                 workspace.status = WorkspaceStatus::Running;
                 workspace.runtime = Some(runtime_state(&workspace, &env, &info));
                 match self.store.transition_workspace(&workspace, &[WorkspaceStatus::Starting]).await {
-                    Ok(true) => self.emit(&id, "status", Some(WorkspaceStatus::Running), "running"),
+                    Ok(true) => {
+                        self.activity.begin(&id, &workspace.owner_id, self.clock.now(), activity::START);
+                        self.emit(&id, "status", Some(WorkspaceStatus::Running), "running");
+                    }
                     // A stop arrived while starting: it is finished here.
                     Ok(false) => self.finish_stop(workspace).await,
                     Err(e) => tracing::error!(workspace = %id, error = %e, "cannot record a started workspace"),
@@ -478,6 +507,7 @@ impl Workspaces {
         };
         workspace.status = WorkspaceStatus::Stopping;
         workspace.attributes.insert("stoppedBy".into(), caller.user.name.clone());
+        workspace.attributes.insert("stopReason".into(), format!("stopped by {}", caller.user.name));
         if !self.store.transition_workspace(&workspace, &[from]).await? {
             return Err(Error::Conflict("the workspace is being started or stopped by another request".into()));
         }
@@ -490,6 +520,7 @@ impl Workspaces {
 
     async fn finish_stop(&self, mut workspace: Workspace) {
         let id = workspace.id.clone();
+        self.activity.end(&id);
         if let Err(e) = self.runtime.stop(&id).await {
             tracing::warn!(workspace = %id, error = %e, "cannot stop the workspace's containers");
         }
@@ -505,6 +536,74 @@ impl Workspaces {
         }
     }
 
+    /// Records activity on a running workspace (terminal traffic, exec, proxy traffic).
+    pub fn touch(&self, workspace_id: &str, kind: &'static str) {
+        self.activity.touch(workspace_id, self.clock.now(), kind);
+    }
+
+    /// A running workspace's last activity and, when its owner has an idle timeout, when it
+    /// will stop if nothing happens.
+    pub async fn idle_state(&self, workspace_id: &str) -> Option<IdleState> {
+        let a = self.activity.get(workspace_id)?;
+        let timeout = self.limits.effective(&a.owner_id).await.ok()?.timeout_secs;
+        let stop_at = (timeout >= 0).then(|| a.at + chrono::Duration::seconds(timeout));
+        let warning = stop_at.is_some_and(|at| {
+            self.clock.now() + chrono::Duration::from_std(self.settings.idle_warning).unwrap_or_default() >= at
+        });
+        Some(IdleState { last_activity: a.at, kind: a.kind, stop_at, warning })
+    }
+
+    /// Stops the running workspaces that were idle for their owner's `timeout`, and warns
+    /// `idle_warning` before. Called every second.
+    pub async fn check_idle(&self) {
+        let now = self.clock.now();
+        let warning = chrono::Duration::from_std(self.settings.idle_warning).unwrap_or_default();
+        for (id, a) in self.activity.all() {
+            let Ok(limits) = self.limits.effective(&a.owner_id).await else { continue };
+            if limits.timeout_secs < 0 {
+                continue;
+            }
+            let stop_at = a.at + chrono::Duration::seconds(limits.timeout_secs);
+            if now >= stop_at {
+                self.stop_idle(&id, &a, limits.timeout_secs).await;
+            } else if now + warning >= stop_at && self.activity.mark_warned(&id, a.at) {
+                let message = format!(
+                    "no activity since {} ({}): the workspace stops at {} unless it is used",
+                    text_time(a.at),
+                    a.kind,
+                    text_time(stop_at)
+                );
+                self.emit(&id, "warning", None, message);
+            }
+        }
+    }
+
+    async fn stop_idle(&self, id: &str, a: &activity::Activity, timeout_secs: i64) {
+        let mut workspace = match self.store.workspace(id).await {
+            Ok(Some(w)) if w.status == WorkspaceStatus::Running => w,
+            Ok(_) => return self.activity.end(id),
+            Err(e) => return tracing::warn!(workspace = %id, error = %e, "cannot read an idle workspace"),
+        };
+        let reason = format!(
+            "stopped after {} without activity (last: {} at {})",
+            crate::config::HumanDuration::secs(timeout_secs.max(0) as u64),
+            a.kind,
+            text_time(a.at)
+        );
+        workspace.status = WorkspaceStatus::Stopping;
+        workspace.attributes.insert("stoppedBy".into(), "idle timeout".into());
+        workspace.attributes.insert("stopReason".into(), reason.clone());
+        match self.store.transition_workspace(&workspace, &[WorkspaceStatus::Running]).await {
+            Ok(true) => {
+                tracing::info!(workspace = %id, %reason, "idle workspace stopped");
+                self.emit(id, "status", Some(WorkspaceStatus::Stopping), reason);
+                self.finish_stop(workspace).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(workspace = %id, error = %e, "cannot stop an idle workspace"),
+        }
+    }
+
     /// Runs a command without a TTY in a machine (default: the dev machine); needs `use`.
     pub async fn exec(
         &self,
@@ -517,7 +616,11 @@ impl Workspaces {
         let access = self.access(caller, key).await?;
         access.require(USE)?;
         let machine = self.running_machine(&access.workspace, machine)?;
-        self.runtime.exec(&access.workspace.id, &machine, command, timeout).await.map_err(runtime_error)
+        self.touch(&access.workspace.id, activity::EXEC);
+        let output = self.runtime.exec(&access.workspace.id, &machine, command, timeout).await.map_err(runtime_error);
+        // A long command is activity until it ends.
+        self.touch(&access.workspace.id, activity::EXEC);
+        output
     }
 
     /// Commits every machine of a running workspace to a local image (needs `run`); the
@@ -554,15 +657,24 @@ impl Workspaces {
         let machine = self.running_machine(&access.workspace, machine)?;
         let terminal =
             self.runtime.terminal(&access.workspace.id, &machine, cols, rows).await.map_err(runtime_error)?;
+        self.touch(&access.workspace.id, activity::TERMINAL);
         Ok((access.workspace.id, machine, terminal))
     }
 
-    /// Where a server of a running machine listens, for the proxy; needs `use`.
-    pub async fn server_address(&self, caller: &Principal, key: &str, machine: &str, server: &str) -> Result<String> {
+    /// Where a server of a running machine listens, for the proxy, with the workspace's id;
+    /// needs `use`.
+    pub async fn server_address(
+        &self,
+        caller: &Principal,
+        key: &str,
+        machine: &str,
+        server: &str,
+    ) -> Result<(String, String)> {
         let access = self.access(caller, key).await?;
         access.require(USE)?;
         let workspace = access.workspace;
         let machine = self.running_machine(&workspace, Some(machine))?;
+        self.touch(&workspace.id, activity::PROXY);
         let env = workspace.runtime.as_ref().map(|r| r.active_env.clone()).unwrap_or_default();
         let config = workspace
             .config
@@ -577,7 +689,7 @@ impl Workspaces {
             .and_then(|i| i.machines.into_iter().find(|m| m.name == machine))
             .and_then(|m| m.address)
             .ok_or_else(|| Error::Conflict(format!("machine {machine} has no address on its network")))?;
-        Ok(format!("{address}:{port}"))
+        Ok((workspace.id, format!("{address}:{port}")))
     }
 
     /// The machine a terminal or exec goes to: the one named, else the dev machine.
@@ -631,8 +743,17 @@ impl Workspaces {
         let from = workspace.status;
         let all_running = info
             .is_some_and(|i| !i.machines.is_empty() && i.machines.iter().all(|m| m.status == MachineStatus::Running));
+        if !(from == WorkspaceStatus::Running && all_running) {
+            self.activity.end(&workspace.id);
+        }
         match from {
-            WorkspaceStatus::Running if all_running => return,
+            WorkspaceStatus::Running if all_running => {
+                // Found running by a master that just started: its idle time counts from now.
+                if self.activity.get(&workspace.id).is_none() {
+                    self.activity.begin(&workspace.id, &workspace.owner_id, self.clock.now(), activity::RESTART);
+                }
+                return;
+            }
             WorkspaceStatus::Running => {
                 let reason = reason.unwrap_or_else(|| died_reason(info));
                 if let Err(e) = self.runtime.stop(&workspace.id).await {
@@ -749,6 +870,21 @@ impl Workspaces {
         self.store.remove_permission(user_id, DOMAIN_WORKSPACE, Some(&access.workspace.id)).await?;
         Ok(())
     }
+}
+
+/// A running workspace's idle clock, for the API and the dashboard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdleState {
+    pub last_activity: chrono::DateTime<chrono::Utc>,
+    pub kind: &'static str,
+    /// When it stops if nothing happens (`None`: its owner has no idle timeout).
+    pub stop_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The stop is within `idle_warning`.
+    pub warning: bool,
+}
+
+fn text_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn died_reason(info: Option<&RuntimeInfo>) -> String {

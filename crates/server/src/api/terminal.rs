@@ -11,6 +11,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use drydock_core::model::Via;
 use drydock_core::runtime::Terminal;
+use drydock_core::workspace::activity;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
@@ -63,20 +64,23 @@ pub async fn terminal(
         state.drydock.workspaces.terminal(&caller, &key, q.machine.as_deref(), cols, rows).await?;
     let user = caller.user.name.clone();
     tracing::info!(%workspace, %machine, %user, "terminal opened");
+    let workspaces = state.drydock.workspaces.clone();
     Ok(upgrade
         .on_upgrade(move |socket| async move {
-            pump(socket, terminal).await;
+            pump(socket, terminal, || workspaces.touch(&workspace, activity::TERMINAL)).await;
             tracing::info!(%workspace, %machine, %user, "terminal closed");
         })
         .into_response())
 }
 
-/// Copies keystrokes in and output out until either side ends.
-async fn pump(socket: WebSocket, terminal: Terminal) {
+/// Copies keystrokes in and output out until either side ends; both are activity on the
+/// workspace.
+async fn pump(socket: WebSocket, terminal: Terminal, touch: impl Fn()) {
     let (mut to_client, mut from_client) = socket.split();
     let Terminal { mut output, mut input, resize } = terminal;
     let outgoing = async {
         while let Some(Ok(bytes)) = output.next().await {
+            touch();
             if to_client.send(Message::Binary(bytes.into())).await.is_err() {
                 return;
             }
@@ -85,6 +89,7 @@ async fn pump(socket: WebSocket, terminal: Terminal) {
     };
     let incoming = async {
         while let Some(Ok(message)) = from_client.next().await {
+            touch();
             let written = match message {
                 Message::Binary(bytes) => input.write_all(&bytes).await,
                 Message::Text(text) => match serde_json::from_str::<Resize>(&text) {

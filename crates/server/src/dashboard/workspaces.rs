@@ -8,13 +8,13 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use drydock_core::workspace::service::{DELETE, RUN, SET_PERMISSIONS, USE};
+use drydock_core::workspace::service::{Access, DELETE, RUN, SET_PERMISSIONS, USE};
 use drydock_core::workspace::{Stack, WORKSPACE_ACTIONS, Workspace, WorkspaceConfig, WorkspaceStatus};
 use drydock_core::{Error, Page};
 use serde::Deserialize;
 
 use super::signin::NoFields;
-use super::{Layout, PageError, Posted, Session, html};
+use super::{Layout, PageError, Posted, Session, html, when};
 use crate::AppState;
 
 pub struct WorkspaceRow {
@@ -22,6 +22,8 @@ pub struct WorkspaceRow {
     key: String,
     status: &'static str,
     error: Option<String>,
+    /// The idle stop is near: when it comes.
+    idle_stop: Option<String>,
     machines: String,
     can_start: bool,
     can_use: bool,
@@ -79,7 +81,9 @@ async fn rows(state: &AppState, session: &Session) -> Result<Vec<WorkspaceRow>, 
                 .map(|e| e.machines.keys().cloned().collect::<Vec<_>>().join(", "))
                 .unwrap_or_default(),
         };
+        let idle = workspaces.idle_state(&w.id).await.filter(|i| i.warning);
         rows.push(WorkspaceRow {
+            idle_stop: idle.and_then(|i| i.stop_at).map(when),
             id: w.id.clone(),
             key: key(&w),
             status: w.status.as_str(),
@@ -274,10 +278,7 @@ struct WorkspacePage {
     id: String,
     key: String,
     csrf: String,
-    status: &'static str,
-    error: Option<String>,
-    machines: Vec<MachineRow>,
-    can_use: bool,
+    state: StateView,
     can_share: bool,
     permissions: Vec<PermissionRow>,
     all_actions: &'static [&'static str],
@@ -287,11 +288,44 @@ struct WorkspacePage {
 #[derive(Template)]
 #[template(path = "workspace_state.html")]
 struct WorkspaceState {
+    state: StateView,
+}
+
+/// What the workspace page shows of its state, and reloads when it changes.
+struct StateView {
     id: String,
     status: &'static str,
     error: Option<String>,
     machines: Vec<MachineRow>,
     can_use: bool,
+    idle: Option<IdleView>,
+}
+
+struct IdleView {
+    last: String,
+    kind: &'static str,
+    /// When it stops if nothing happens (none without an idle timeout).
+    stop_at: Option<String>,
+    /// The stop is near: shown as a warning.
+    warning: bool,
+}
+
+async fn state_view(state: &AppState, access: &Access) -> StateView {
+    let w = &access.workspace;
+    let idle = state.drydock.workspaces.idle_state(&w.id).await.map(|i| IdleView {
+        last: when(i.last_activity),
+        kind: i.kind,
+        stop_at: i.stop_at.map(when),
+        warning: i.warning,
+    });
+    StateView {
+        id: w.id.clone(),
+        status: w.status.as_str(),
+        error: error_of(w),
+        machines: machine_rows(w),
+        can_use: w.status == WorkspaceStatus::Running && access.require(USE).is_ok(),
+        idle,
+    }
 }
 
 fn machine_rows(w: &Workspace) -> Vec<MachineRow> {
@@ -342,10 +376,7 @@ async fn workspace_page(
         id: w.id.clone(),
         key: key(w),
         csrf: session.csrf.clone(),
-        status: w.status.as_str(),
-        error: error_of(w),
-        machines: machine_rows(w),
-        can_use: w.status == WorkspaceStatus::Running && access.require(USE).is_ok(),
+        state: state_view(state, &access).await,
         can_share,
         permissions,
         all_actions: WORKSPACE_ACTIONS,
@@ -399,15 +430,7 @@ pub async fn state_fragment(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let access = state.drydock.workspaces.access(&session.caller, &id).await?;
-    let w = &access.workspace;
-    let fragment = WorkspaceState {
-        id: w.id.clone(),
-        status: w.status.as_str(),
-        error: error_of(w),
-        machines: machine_rows(w),
-        can_use: w.status == WorkspaceStatus::Running && access.require(USE).is_ok(),
-    };
-    Ok(html(StatusCode::OK, &fragment))
+    Ok(html(StatusCode::OK, &WorkspaceState { state: state_view(&state, &access).await }))
 }
 
 #[derive(Deserialize)]
