@@ -54,14 +54,7 @@ impl SqlStore {
     pub(crate) async fn limits_store(&self, user_id: &str, resources: &[Resource], now_ms: i64) -> StoreResult<()> {
         let text = serde_json::to_string(resources).map_err(|e| StoreError::Other(Box::new(e)))?;
         let mut tx = self.begin_guarded().await?;
-        let exists = sqlx::query("SELECT 1 AS one FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(other)?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound("user"));
-        }
+        Self::require_user(&mut tx, user_id).await?;
         sqlx::query("DELETE FROM resource_overrides WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut *tx)

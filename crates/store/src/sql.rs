@@ -109,6 +109,16 @@ impl SqlStore {
     }
 
     /// Begins a transaction that is serialized with every other guarded write.
+    /// NotFound unless the user exists, read inside a guarded transaction.
+    pub(crate) async fn require_user(tx: &mut Transaction<'static, Any>, user_id: &str) -> StoreResult<()> {
+        let exists = sqlx::query("SELECT 1 AS one FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(other)?;
+        exists.map(|_| ()).ok_or(StoreError::NotFound("user"))
+    }
+
     pub(crate) async fn begin_guarded(&self) -> StoreResult<Transaction<'static, Any>> {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(other),
@@ -379,14 +389,7 @@ impl Store for SqlStore {
 
     async fn delete_user(&self, user_id: &str) -> StoreResult<()> {
         let mut tx = self.begin_guarded().await?;
-        let exists = sqlx::query("SELECT 1 AS one FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(other)?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound("user"));
-        }
+        Self::require_user(&mut tx, user_id).await?;
         if Self::is_last_system_admin(&mut tx, user_id).await? {
             return Err(StoreError::Conflict(Conflict::LastSystemAdmin));
         }

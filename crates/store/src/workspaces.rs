@@ -80,6 +80,32 @@ pub(crate) async fn usage_on(conn: &mut AnyConnection, user_id: &str) -> StoreRe
     })
 }
 
+/// Moves a workspace to its new status (with runtime and attributes) if its status is one of
+/// `from`, and sets the memory it holds when given; whether it did.
+async fn transition_on(
+    conn: &mut AnyConnection,
+    w: &Workspace,
+    from: &[WorkspaceStatus],
+    ram_mb: Option<u64>,
+) -> StoreResult<bool> {
+    let sql = format!(
+        "UPDATE workspaces SET status = $1, runtime = $2, attributes = $3, updated = $4, \
+         ram_mb = COALESCE($5, ram_mb) WHERE id = $6 AND status IN ({})",
+        status_list(from)
+    );
+    let done = sqlx::query(&sql)
+        .bind(w.status.as_str())
+        .bind(w.runtime.as_ref().map(serde_json::to_string).transpose().map_err(unwritable)?)
+        .bind(serde_json::to_string(&w.attributes).map_err(unwritable)?)
+        .bind(millis(w, "updated"))
+        .bind(ram_mb.map(|r| i64::try_from(r).unwrap_or(i64::MAX)))
+        .bind(w.id.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(other)?;
+    Ok(done.rows_affected() == 1)
+}
+
 fn refused(message: String) -> StoreError {
     StoreError::Conflict(Conflict::Limit(message))
 }
@@ -227,21 +253,8 @@ impl SqlStore {
     }
 
     pub(crate) async fn ws_transition(&self, w: &Workspace, from: &[WorkspaceStatus]) -> StoreResult<bool> {
-        let sql = format!(
-            "UPDATE workspaces SET status = $1, runtime = $2, attributes = $3, updated = $4 \
-             WHERE id = $5 AND status IN ({})",
-            status_list(from)
-        );
-        let done = sqlx::query(&sql)
-            .bind(w.status.as_str())
-            .bind(w.runtime.as_ref().map(serde_json::to_string).transpose().map_err(unwritable)?)
-            .bind(serde_json::to_string(&w.attributes).map_err(unwritable)?)
-            .bind(millis(w, "updated"))
-            .bind(w.id.as_str())
-            .execute(self.pool())
-            .await
-            .map_err(other)?;
-        Ok(done.rows_affected() == 1)
+        let mut conn = self.pool().acquire().await.map_err(other)?;
+        transition_on(&mut conn, w, from, None).await
     }
 
     pub(crate) async fn ws_admit_start(
@@ -253,22 +266,7 @@ impl SqlStore {
     ) -> StoreResult<bool> {
         let mut tx = self.begin_guarded().await?;
         admit(&usage_on(&mut tx, &w.owner_id).await?).map_err(refused)?;
-        let sql = format!(
-            "UPDATE workspaces SET status = $1, runtime = $2, attributes = $3, updated = $4, ram_mb = $5 \
-             WHERE id = $6 AND status IN ({})",
-            status_list(from)
-        );
-        let done = sqlx::query(&sql)
-            .bind(w.status.as_str())
-            .bind(w.runtime.as_ref().map(serde_json::to_string).transpose().map_err(unwritable)?)
-            .bind(serde_json::to_string(&w.attributes).map_err(unwritable)?)
-            .bind(millis(w, "updated"))
-            .bind(i64::try_from(ram_mb).unwrap_or(i64::MAX))
-            .bind(w.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(other)?;
-        if done.rows_affected() != 1 {
+        if !transition_on(&mut tx, w, from, Some(ram_mb)).await? {
             return Ok(false);
         }
         tx.commit().await.map_err(other)?;
