@@ -104,6 +104,8 @@ pub struct Terminal {
     pub output: BoxStream<'static, Result<Vec<u8>, RuntimeError>>,
     pub input: Pin<Box<dyn AsyncWrite + Send>>,
     pub resize: ResizeFn,
+    /// The shell's exit code; await it once `output` has ended (`None`: unknown).
+    pub exit_code: BoxFuture<'static, Option<i64>>,
 }
 
 /// Resizes a terminal's TTY to (columns, rows).

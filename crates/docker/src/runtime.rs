@@ -789,7 +789,20 @@ impl Runtime for DockerRuntime {
             tracing::debug!(error = %e, "sizing a new terminal");
         }
         let output = output.map(|chunk| chunk.map(|o| o.into_bytes().to_vec()).map_err(engine)).boxed();
-        Ok(Terminal { output, input, resize: Box::new(resize) })
+        // The engine may report the exec running for a moment after its output closed.
+        let (docker, exec_id) = (self.docker.clone(), exec.id.clone());
+        let exit_code = async move {
+            for _ in 0..40 {
+                let state = docker.inspect_exec(&exec_id).await.ok()?;
+                if state.running != Some(true) {
+                    return state.exit_code;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            None
+        }
+        .boxed();
+        Ok(Terminal { output, input, resize: Box::new(resize), exit_code })
     }
 
     async fn snapshot(&self, workspace_id: &str) -> Result<BTreeMap<String, String>, RuntimeError> {

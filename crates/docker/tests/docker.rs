@@ -269,7 +269,7 @@ async fn terminal_round_trip_and_resize() {
     terminal.input.flush().await.unwrap();
     read_until(&mut terminal, &mut seen, "40 100\r\n/projects\r\n").await;
 
-    terminal.input.write_all(b"exit\n").await.unwrap();
+    terminal.input.write_all(b"exit 5\n").await.unwrap();
     terminal.input.flush().await.unwrap();
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(chunk) = terminal.output.next().await {
@@ -280,6 +280,7 @@ async fn terminal_round_trip_and_resize() {
     })
     .await;
     assert!(ended.is_ok(), "the terminal's output ends when its shell exits");
+    assert_eq!(terminal.exit_code.await, Some(5), "the shell's exit code");
     // The machine lives on.
     assert_eq!(rt.inspect(ws).await.unwrap().unwrap().machines[0].status, MachineStatus::Running);
 }

@@ -158,13 +158,17 @@ async fn snapshot_restore_and_ssh() {
     let id = stdout(&out).trim().to_string();
 
     // ssh with stdin piped: what it reads goes to the shell, the output comes to stdout, and
-    // the verb ends (0) when the shell exits.
+    // the verb ends with the shell's exit code (0) when the shell exits.
     let out = ssh_piped(&dd, "snappy", b"echo hi-$((40+2))\nexit\n").await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout(&out).contains("hi-42"), "{}", text(&out));
     // Without `exit`: it ends once stdin has ended and the output has been quiet a moment.
     let out = ssh_piped(&dd, "snappy", b"echo bye-$((1+1))\n").await;
     assert!(out.status.success() && stdout(&out).contains("bye-2"), "{}", text(&out));
+    // The shell's exit code is the verb's.
+    let out = ssh_piped(&dd, "snappy", b"echo three\nexit 3\n").await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(stdout(&out).contains("three"), "{}", text(&out));
     let out = workspace(&dd, &["ssh", "snappy", "nope"]);
     assert!(!out.status.success() && stderr(&out).contains("nope"), "{}", text(&out));
 

@@ -1,6 +1,7 @@
 // drydock's browser terminal: xterm.js on the workspace terminal WebSocket. Keystrokes go
 // as binary frames, the shell's output comes back as binary frames, and a text frame
-// {"type": "resize", "cols", "rows"} follows the window's size.
+// {"type": "resize", "cols", "rows"} follows the window's size; the shell's exit code comes
+// in the close frame.
 (function () {
   var el = document.getElementById("terminal");
   if (!el) return;
@@ -18,9 +19,17 @@
   socket.onmessage = function (event) {
     term.write(typeof event.data === "string" ? event.data : new Uint8Array(event.data));
   };
-  socket.onclose = function () {
+  // When the shell ends, the close frame's reason carries {"exitCode": N}.
+  socket.onclose = function (event) {
     el.dataset.state = "closed";
-    term.write("\r\n[the terminal is closed]\r\n");
+    var exit = null;
+    try { exit = JSON.parse(event.reason || "null"); } catch (e) { exit = null; }
+    if (exit && typeof exit.exitCode === "number") {
+      el.dataset.exitCode = String(exit.exitCode);
+      term.write("\r\n[the shell exited with code " + exit.exitCode + "]\r\n");
+    } else {
+      term.write("\r\n[the terminal is closed]\r\n");
+    }
   };
   term.onData(function (data) {
     if (socket.readyState === WebSocket.OPEN) socket.send(encoder.encode(data));

@@ -262,7 +262,9 @@ pub async fn run(dir: &DataDir, command: WorkspaceCommand) -> Result<ExitCode> {
         WorkspaceCommand::Ssh { workspace, machine, remote } => {
             let client = Client::connect(dir, remote.url.as_deref())?;
             let ws = resolve(&client, &workspace).await?;
-            ssh(&client, &ws, machine.as_deref()).await?;
+            // The remote shell's exit code is ours (255 when the server could not say).
+            let code = ssh(&client, &ws, machine.as_deref()).await?;
+            return Ok(ExitCode::from(code.map_or(255, |c| u8::try_from(c).unwrap_or(255))));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -273,8 +275,10 @@ pub async fn run(dir: &DataDir, command: WorkspaceCommand) -> Result<ExitCode> {
 /// on every SIGWINCH. Keystrokes go as binary frames, output goes to stdout as it comes.
 /// Ends when the shell does (the server closes the socket). Without a terminal, stdin is
 /// copied as it comes; once it ends, the session closes after the output has been quiet for
-/// [`QUIET`] (or when the shell ends first, e.g. on an `exit` read from stdin).
-async fn ssh(client: &Client, ws: &Value, machine: Option<&str>) -> Result<()> {
+/// [`QUIET`] (or when the shell ends first, e.g. on an `exit` read from stdin). Returns the
+/// shell's exit code when it ended and the server said it (in the close frame); `Some(0)`
+/// when the session was closed from this side after the quiet time.
+async fn ssh(client: &Client, ws: &Value, machine: Option<&str>) -> Result<Option<i64>> {
     let tty = std::io::stdin().is_terminal();
     let mut query = Vec::new();
     if let Some(machine) = machine {
@@ -316,6 +320,7 @@ async fn ssh(client: &Client, ws: &Value, machine: Option<&str>) -> Result<()> {
     let mut stdin_open = true;
     let mut quiet_until = Instant::now();
     let mut stdout = std::io::stdout();
+    let mut exit_code = Some(0);
     loop {
         tokio::select! {
             frame = from_server.next() => match frame {
@@ -327,7 +332,16 @@ async fn ssh(client: &Client, ws: &Value, machine: Option<&str>) -> Result<()> {
                     stdout.write_all(t.as_bytes()).and_then(|()| stdout.flush()).context("cannot write stdout")?;
                     quiet_until = Instant::now() + QUIET;
                 }
-                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(Message::Close(frame))) => {
+                    exit_code = frame
+                        .and_then(|f| serde_json::from_str::<Value>(&f.reason).ok())
+                        .and_then(|v| v["exitCode"].as_i64());
+                    break;
+                }
+                None => {
+                    exit_code = None;
+                    break;
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(anyhow::Error::new(e).context("the terminal's connection failed")),
             },
@@ -348,7 +362,7 @@ async fn ssh(client: &Client, ws: &Value, machine: Option<&str>) -> Result<()> {
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), to_server.close()).await;
-    Ok(())
+    Ok(exit_code)
 }
 
 /// The terminal's size as (columns, rows). There is no safe ioctl (and `unsafe` is forbidden

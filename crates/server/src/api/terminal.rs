@@ -1,11 +1,12 @@
 //! The browser terminal and `drydock workspace ssh`: a WebSocket to an interactive shell in
 //! a machine. Binary (or plain text) frames from the client are keystrokes; a text frame
 //! `{"type": "resize", "cols": N, "rows": M}` resizes the TTY; the shell's output comes back
-//! as binary frames.
+//! as binary frames. When the shell ends, the server closes the socket with the shell's exit
+//! code in the close frame's reason: `{"exitCode": N}`.
 
 use axum::Extension;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +15,7 @@ use drydock_core::runtime::Terminal;
 use drydock_core::workspace::activity;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
+use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use utoipa::IntoParams;
 
@@ -77,7 +79,7 @@ pub async fn terminal(
 /// workspace.
 async fn pump(socket: WebSocket, terminal: Terminal, touch: impl Fn()) {
     let (mut to_client, mut from_client) = socket.split();
-    let Terminal { mut output, mut input, resize } = terminal;
+    let Terminal { mut output, mut input, resize, exit_code } = terminal;
     let outgoing = async {
         while let Some(Ok(bytes)) = output.next().await {
             touch();
@@ -85,7 +87,10 @@ async fn pump(socket: WebSocket, terminal: Terminal, touch: impl Fn()) {
                 return;
             }
         }
-        let _ = to_client.send(Message::Close(None)).await;
+        // The shell ended: its exit code rides in the close frame's reason.
+        let reason = exit_code.await.map(|code| json!({ "exitCode": code }).to_string()).unwrap_or_default();
+        let _ =
+            to_client.send(Message::Close(Some(CloseFrame { code: close_code::NORMAL, reason: reason.into() }))).await;
     };
     let incoming = async {
         while let Some(Ok(message)) = from_client.next().await {
