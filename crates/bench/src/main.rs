@@ -4,8 +4,10 @@
 //! (a server that did not start, requests that did not succeed), never because it is slow.
 
 mod api;
+mod drydock_api;
 mod http;
 mod instance;
+mod limits_race;
 mod users_page;
 mod util;
 mod workspace_start;
@@ -26,6 +28,10 @@ benchmarks:
          time from POST /api/workspace/{id}/runtime to RUNNING for a one-machine workspace
          (busybox test image), one at a time and 20 at once, against creating and starting
          the same container with raw Engine API calls
+  limits-race
+         100 starts at once by one user against a runtime limit of 10: exactly the limit
+         admitted, on SQLite and (when TEST_POSTGRES_URL is set) on PostgreSQL; answer
+         times against as many reads at once
 
 Run them with `bash scripts/bench.sh <benchmark>`, which installs and builds what they need.";
 
@@ -42,6 +48,7 @@ fn main() -> ExitCode {
         "api" => api::run(rest),
         "users-page" => users_page::run(rest),
         "workspace-start" => workspace_start::run(rest),
+        "limits-race" => limits_race::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -622,12 +622,86 @@ async fn browser_workspace_live_status_and_terminal() {
         })
         .await;
         ui.screenshot("terminal").await;
+        // Ending the shell shows its exit code.
+        input.send_keys("exit 7\u{E007}").await.unwrap();
+        ui.visible("#terminal[data-state=closed][data-exit-code='7']").await;
 
         ui.goto("/").await;
         ui.wait_text("tr[data-workspace='admin:shell'] td.status", "RUNNING").await;
         api(Method::DELETE, &format!("/api/workspace/{id}/runtime")).await;
         ui.wait_text("tr[data-workspace='admin:shell'] td.status", "STOPPED").await;
         assert!(!ui.exists("a.open-terminal").await, "a stopped workspace offers no terminal");
+    })
+    .await;
+}
+
+/// An administrator edits a user's limits on their page and sees the source and the usage
+/// bar; a wrong value is refused in place; the user sees their own on the Account page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_edits_limits_and_sees_usage() {
+    let Some(ui) = Ui::start("limits").await else { return };
+    ui.run(async |ui| {
+        let admin = ui.dd.token_for("admin", ADMIN_PASSWORD).await;
+        let gail = ui.dd.create_user(&admin, "gail", "gail-password").await;
+        let gail_id = gail["id"].as_str().unwrap().to_string();
+        let gail_token = ui.dd.token_for("gail", "gail-password").await;
+        // One workspace (created, not started): 1 workspace in use.
+        let config = json!({"name": "notes", "defaultEnv": "default", "environments": {"default": {
+            "recipe": {"type": "dockerimage", "location": "busybox"}}}});
+        let r = ui.dd.req(Method::POST, "/api/workspace").bearer_auth(&gail_token).json(&config).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+
+        ui.sign_in("admin", ADMIN_PASSWORD).await;
+        ui.goto(&format!("/admin/users/{gail_id}")).await;
+        let row = |kind: &str, cell: &str| format!("#limits-table tr[data-limit={kind}] td.{cell}");
+        assert_eq!(ui.text(&row("workspace", "limit")).await, "30 item");
+        assert_eq!(ui.text(&row("workspace", "source")).await, "default");
+        assert_eq!(attr(&ui.find("#usage-workspace").await, "value").await, "1");
+        assert_eq!(attr(&ui.find("#usage-workspace").await, "max").await, "30");
+
+        // A wrong value: refused in place, nothing stored.
+        ui.fill("#limit-workspaces", "-5").await;
+        ui.mark_document().await;
+        ui.click("#limits-submit").await;
+        ui.wait_new_document().await;
+        assert!(ui.text("#limits-error").await.contains("below -1"), "{}", ui.text("#limits-error").await);
+        assert_eq!(ui.text(&row("workspace", "source")).await, "default");
+
+        // Override memory (in gb) and workspaces; runtime keeps its default.
+        ui.fill("#limit-workspaces", "4").await;
+        ui.fill("#limit-ram", "2gb").await;
+        ui.mark_document().await;
+        ui.click("#limits-submit").await;
+        ui.wait_new_document().await;
+        assert_eq!(ui.text(&row("workspace", "limit")).await, "4 item");
+        assert_eq!(ui.text(&row("workspace", "source")).await, "override");
+        assert_eq!(ui.text(&row("RAM", "limit")).await, "2048 mb");
+        assert_eq!(ui.text(&row("runtime", "source")).await, "default");
+        assert_eq!(attr(&ui.find("#usage-workspace").await, "max").await, "4");
+        assert_eq!(input_value(ui, "#limit-ram").await, "2048");
+        ui.js("document.getElementById('user-limits').scrollIntoView(); return null").await;
+        ui.screenshot("user-limits").await;
+        let r = ui.dd.req(Method::GET, &format!("/api/resource/{gail_id}")).bearer_auth(&admin).send().await.unwrap();
+        let limits: Value = r.json().await.unwrap();
+        assert_eq!(limits[1], json!({"type": "workspace", "amount": 4, "unit": "item"}));
+
+        // gail sees her own on the Account page.
+        ui.sign_out().await;
+        ui.sign_in("gail", "gail-password").await;
+        ui.goto("/account").await;
+        assert_eq!(ui.text("#my-limits tr[data-limit=workspace] td.source").await, "override");
+        assert_eq!(attr(&ui.find("#my-limits #usage-workspace").await, "value").await, "1");
+        assert!(!ui.exists("#limits-form").await, "a user cannot edit their own limits");
+
+        // Back to the defaults.
+        ui.sign_out().await;
+        ui.sign_in("admin", ADMIN_PASSWORD).await;
+        ui.goto(&format!("/admin/users/{gail_id}")).await;
+        ui.mark_document().await;
+        ui.click("#limits-reset").await;
+        ui.wait_new_document().await;
+        assert_eq!(ui.text(&row("workspace", "source")).await, "default");
+        assert_eq!(ui.text(&row("RAM", "limit")).await, "102400 mb");
     })
     .await;
 }

@@ -1,4 +1,4 @@
-//! Account: your own password and personal API tokens.
+//! Account: your limits and usage, your own password and personal API tokens.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -7,6 +7,7 @@ use axum::response::Response;
 use drydock_core::{Error, User};
 use serde::Deserialize;
 
+use super::limits::{LimitRow, limit_rows};
 use super::signin::NoFields;
 use super::{Layout, PageError, Posted, Session, when};
 use crate::AppState;
@@ -34,6 +35,8 @@ struct AccountPage {
     new_token: Option<NewToken>,
     password_error: Option<String>,
     token_error: Option<String>,
+    /// Your limits, their source and your usage.
+    limits: Vec<LimitRow>,
 }
 
 async fn account_page(state: &AppState, session: &Session) -> Result<AccountPage, PageError> {
@@ -55,6 +58,7 @@ async fn account_page(state: &AppState, session: &Session) -> Result<AccountPage
         new_token: None,
         password_error: None,
         token_error: None,
+        limits: limit_rows(state, &session.caller, &session.caller.user.id).await?,
     })
 }
 

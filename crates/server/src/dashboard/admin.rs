@@ -10,6 +10,7 @@ use drydock_core::users::CreateUser;
 use drydock_core::{Error, Page, Permission, User};
 use serde::Deserialize;
 
+use super::limits::{LimitRow, limit_rows};
 use super::signin::NoFields;
 use super::{Layout, PageError, Posted, Session, html, parse_query, percent_encode, when};
 use crate::AppState;
@@ -211,7 +212,7 @@ pub struct RemoveDialog {
 
 #[derive(Template)]
 #[template(path = "user.html")]
-struct UserPage {
+pub(super) struct UserPage {
     layout: Layout,
     user: User,
     created: String,
@@ -224,6 +225,8 @@ struct UserPage {
     remove_dialog: Option<RemoveDialog>,
     /// The user's workspaces: (namespace:name, status).
     workspaces: Vec<(String, &'static str)>,
+    limits: Vec<LimitRow>,
+    pub(super) limits_error: Option<String>,
 }
 
 #[derive(Template)]
@@ -232,7 +235,7 @@ struct RemoveFragment {
     remove: RemoveDialog,
 }
 
-async fn user_page(state: &AppState, session: &Session, id: &str) -> Result<UserPage, PageError> {
+pub(super) async fn user_page(state: &AppState, session: &Session, id: &str) -> Result<UserPage, PageError> {
     require_admin(session)?;
     let user = state.drydock.users.get(id).await?;
     let actions = state.drydock.permissions.system_actions_of(&session.caller, id).await?;
@@ -255,6 +258,13 @@ async fn user_page(state: &AppState, session: &Session, id: &str) -> Result<User
         admin_error: None,
         remove_dialog: None,
         workspaces,
+        // Limits are manageSystem's: a manageUsers holder sees the rest of the page.
+        limits: match limit_rows(state, &session.caller, id).await {
+            Ok(rows) => rows,
+            Err(Error::Forbidden(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        },
+        limits_error: None,
         user,
     })
 }

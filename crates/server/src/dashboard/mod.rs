@@ -5,6 +5,7 @@
 
 mod account;
 mod admin;
+mod limits;
 mod signin;
 mod workspaces;
 
@@ -49,6 +50,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{id}/password", post(admin::password))
         .route("/admin/users/{id}/admin", post(admin::set_admin))
         .route("/admin/users/{id}/remove", get(admin::confirm_remove).post(admin::remove))
+        .route("/admin/users/{id}/limits", post(limits::save))
+        .route("/admin/users/{id}/limits/reset", post(limits::reset))
         .route("/workspaces", post(workspaces::create))
         .route("/workspaces/table", get(workspaces::table))
         .route("/workspaces/events", get(workspaces::changes))
