@@ -18,6 +18,26 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub backup: BackupConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Where backups are written, relative to the data dir.
+    pub dir: String,
+    /// When the server makes a backup (cron syntax, UTC); empty: never.
+    pub schedule: String,
+    /// How many archives in `dir` to keep after a scheduled backup (0: all).
+    pub keep: u32,
+    /// Scheduled backups include the images.
+    pub images: bool,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig { dir: "backups".into(), schedule: String::new(), keep: 7, images: false }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -221,6 +241,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("limits.host.ram_percent", "Share of that memory, in percent, running workspaces may reserve together."),
     ("metrics.public", "Serve /metrics without a token (otherwise a manageSystem holder's token is needed)."),
     ("log.level", "Log filter: error, warn, info, debug, trace, or a tracing directive."),
+    ("backup.dir", "Where backups are written (relative to the data dir) when --out does not say."),
+    ("backup.schedule", "When the server makes a backup, in cron syntax, UTC (e.g. \"0 3 * * *\"); empty: never."),
+    ("backup.keep", "How many archives in backup.dir to keep; older ones go after a scheduled backup (0: all)."),
+    ("backup.images", "Scheduled backups include the workspaces' images and snapshots."),
 ];
 
 /// An amount of memory in megabytes, written `2048mb`, `100gb` or a plain number of

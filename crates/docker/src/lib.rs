@@ -51,5 +51,7 @@ mod events;
 pub mod names;
 mod runtime;
 pub mod testing;
+mod volumes;
 
 pub use runtime::{DockerRuntime, DockerSettings};
+pub use volumes::{ByteStream, LABEL_HELPER, ProjectsHelper};

@@ -61,8 +61,8 @@ impl Default for DockerSettings {
 /// (`DOCKER_HOST`, else the local socket), at the API version both sides speak.
 #[derive(Clone)]
 pub struct DockerRuntime {
-    docker: Docker,
-    instance: String,
+    pub(crate) docker: Docker,
+    pub(crate) instance: String,
     node: String,
     settings: DockerSettings,
     own_deaths: Arc<OwnDeaths>,
@@ -115,7 +115,7 @@ impl DockerRuntime {
     }
 
     /// This instance's containers, or one workspace's of them, running or not.
-    async fn container_ids(&self, workspace: Option<&str>) -> Result<Vec<String>, RuntimeError> {
+    pub(crate) async fn container_ids(&self, workspace: Option<&str>) -> Result<Vec<String>, RuntimeError> {
         let filters = label_filters(&self.instance, workspace);
         let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let list = self.docker.list_containers(Some(options)).await.map_err(engine)?;
@@ -261,7 +261,7 @@ impl DockerRuntime {
     }
 
     /// Creates the workspace's `/projects` volume when missing; says whether it did.
-    async fn ensure_volume(&self, workspace: &str) -> Result<bool, RuntimeError> {
+    pub(crate) async fn ensure_volume(&self, workspace: &str) -> Result<bool, RuntimeError> {
         let name = volume_name(&self.instance, workspace);
         match self.docker.inspect_volume(&name).await {
             Ok(_) => Ok(false),

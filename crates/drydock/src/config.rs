@@ -13,7 +13,14 @@ use toml::Value;
 use toml::value::Table;
 
 /// Environment variables that are not config keys.
-const NOT_KEYS: &[&str] = &["DRYDOCK_DATA_DIR", "DRYDOCK_TOKEN", "DRYDOCK_URL", "DRYDOCK_TOKEN_FILE"];
+const NOT_KEYS: &[&str] = &[
+    "DRYDOCK_DATA_DIR",
+    "DRYDOCK_TOKEN",
+    "DRYDOCK_URL",
+    "DRYDOCK_TOKEN_FILE",
+    "DRYDOCK_FAIL_POINT",
+    "DRYDOCK_PAUSE_POINT",
+];
 
 #[derive(Debug)]
 pub struct Loaded {
@@ -207,6 +214,12 @@ fn validate(loaded: &Loaded) -> Result<()> {
     if c.limits.workspace.ram.0 == 0 || c.limits.host.ram.0 == 0 {
         let key = if c.limits.workspace.ram.0 == 0 { "limits.workspace.ram" } else { "limits.host.ram" };
         return Err(bad(key, "must be more than 0mb (-1: unlimited)".into()));
+    }
+    if !c.backup.schedule.trim().is_empty() {
+        drydock_ops::schedule::Schedule::parse(&c.backup.schedule).map_err(|e| bad("backup.schedule", e))?;
+    }
+    if c.backup.dir.trim().is_empty() {
+        return Err(bad("backup.dir", "must name a directory".into()));
     }
     tracing_subscriber::EnvFilter::try_new(&c.log.level)
         .map_err(|e| bad("log.level", format!("'{}' is not a log filter: {e}", c.log.level)))?;

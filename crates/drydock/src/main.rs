@@ -48,6 +48,10 @@ enum Command {
     /// Per-user resource limits: list overrides, show, set, reset (through the running server).
     #[command(subcommand)]
     Limits(cmd::limits::LimitsCommand),
+    /// Back up the instance while it runs: database, config, secrets, workspace files (and images).
+    Backup(cmd::backup::BackupArgs),
+    /// Restore an instance (or one workspace's files) from a backup archive.
+    Restore(cmd::backup::RestoreArgs),
     /// Manage workspaces: list, create, start, stop, delete, exec, snapshot, ssh (through the running server).
     #[command(subcommand)]
     Workspace(cmd::workspace::WorkspaceCommand),
@@ -75,6 +79,8 @@ fn main() -> ExitCode {
             Command::Token(c) => cmd::token::run(&dir, c).await,
             Command::Workspace(c) => cmd::workspace::run(&dir, c).await,
             Command::Limits(c) => cmd::limits::run(&dir, c).await,
+            Command::Backup(args) => cmd::backup::backup(&dir, &args).await,
+            Command::Restore(args) => cmd::backup::restore(&dir, &args).await,
         }
     });
     match result {

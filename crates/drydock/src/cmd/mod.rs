@@ -1,3 +1,4 @@
+pub mod backup;
 pub mod init;
 pub mod limits;
 pub mod start;
