@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub use clock::{Clock, SystemClock};
 pub use config::Config;
 pub use error::{Error, Result};
-pub use model::{Credential, CredentialKind, NewUser, Page, Permission, Principal, User};
+pub use model::{BackupRun, Credential, CredentialKind, NewUser, Page, Permission, Principal, User};
 pub use store::{Store, StoreError};
 
 /// The services that hold drydock's rules, built once from a store and the config.
