@@ -51,6 +51,9 @@ enum Command {
     /// Manage workspaces: list, create, start, stop, delete, exec, snapshot, ssh (through the running server).
     #[command(subcommand)]
     Workspace(cmd::workspace::WorkspaceCommand),
+    /// Maintenance mode: on (users may not create or start workspaces), off, status (through the running server).
+    #[command(subcommand)]
+    Maintenance(cmd::maintenance::MaintenanceCommand),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
             Command::Token(c) => cmd::token::run(&dir, c).await,
             Command::Workspace(c) => cmd::workspace::run(&dir, c).await,
             Command::Limits(c) => cmd::limits::run(&dir, c).await,
+            Command::Maintenance(c) => cmd::maintenance::run(&dir, c).await,
         }
     });
     match result {

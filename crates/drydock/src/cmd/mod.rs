@@ -1,5 +1,6 @@
 pub mod init;
 pub mod limits;
+pub mod maintenance;
 pub mod start;
 pub mod status;
 pub mod stop;
