@@ -21,6 +21,9 @@ pub enum Error {
     Throttled { retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// Refused because the instance is in maintenance mode; the text is the operators' message.
+    #[error("{0}")]
+    Maintenance(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

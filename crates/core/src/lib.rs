@@ -12,6 +12,7 @@ pub mod permissions;
 pub mod runtime;
 pub mod secret;
 pub mod store;
+pub mod system;
 pub mod users;
 pub mod validate;
 pub mod workspace;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 pub use clock::{Clock, SystemClock};
 pub use config::Config;
 pub use error::{Error, Result};
-pub use model::{Credential, CredentialKind, NewUser, Page, Permission, Principal, User};
+pub use model::{BackupRun, Credential, CredentialKind, NewUser, Page, Permission, Principal, User};
 pub use store::{Store, StoreError};
 
 /// The services that hold drydock's rules, built once from a store and the config.
@@ -31,6 +32,8 @@ pub struct Drydock {
     pub permissions: permissions::Permissions,
     pub workspaces: Arc<workspace::service::Workspaces>,
     pub limits: Arc<limits::ResourceLimits>,
+    /// The instance's own state (maintenance mode); `load` it before serving.
+    pub system: system::System,
     pub store: Arc<dyn Store>,
 }
 
@@ -43,16 +46,20 @@ impl Drydock {
     ) -> Self {
         let limits = Arc::new(limits::ResourceLimits::new(store.clone(), &config.limits));
         let auth = auth::Auth::new(store.clone(), auth::AuthSettings::from_config(config), clock.clone());
+        let maintenance = Arc::new(system::MaintenanceSwitch::default());
+        let workspaces = Arc::new(workspace::service::Workspaces::new(
+            store.clone(),
+            clock.clone(),
+            runtime,
+            limits.clone(),
+            workspace::service::WorkspaceSettings::from_config(config),
+            maintenance.clone(),
+        ));
         Drydock {
             users: users::Users::new(store.clone(), auth.cache_handle(), clock.clone()),
             permissions: permissions::Permissions::new(store.clone(), auth.cache_handle()),
-            workspaces: Arc::new(workspace::service::Workspaces::new(
-                store.clone(),
-                clock.clone(),
-                runtime,
-                limits.clone(),
-                workspace::service::WorkspaceSettings::from_config(config),
-            )),
+            system: system::System::new(store.clone(), clock.clone(), maintenance, workspaces.clone()),
+            workspaces,
             limits,
             auth,
             store,

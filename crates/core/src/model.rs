@@ -137,3 +137,22 @@ pub struct UserFilter {
     pub email_part: Option<String>,
     pub text: Option<String>,
 }
+
+/// One backup: recorded when it starts (`result` "running") and again when it ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRun {
+    pub id: String,
+    pub started: DateTime<Utc>,
+    pub finished: Option<DateTime<Utc>>,
+    /// What started it: `manual`, `schedule`, `api` or `upgrade`.
+    pub trigger: String,
+    /// The archive, once it has a name.
+    pub file: Option<String>,
+    /// The archive's size in bytes.
+    pub size: Option<i64>,
+    /// `running`, `ok` or `failed`.
+    pub result: String,
+    /// Why it failed, or what it noted.
+    pub message: Option<String>,
+}

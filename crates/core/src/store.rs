@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::limits::{Resource, ResourceOverride};
-use crate::model::{Credential, CredentialKind, NewUser, Page, Permission, User, UserFilter};
+use crate::model::{BackupRun, Credential, CredentialKind, NewUser, Page, Permission, User, UserFilter};
 use crate::workspace::{Stack, Workspace, WorkspaceFilter, WorkspaceStatus};
 
 /// Why a guarded write was refused.
@@ -151,4 +151,16 @@ pub trait Store: Send + Sync {
     async fn delete_credentials_of(&self, user_id: &str, kind: CredentialKind, keep: Option<&str>) -> StoreResult<()>;
     async fn record_last_used(&self, uses: &[(String, DateTime<Utc>)]) -> StoreResult<()>;
     async fn delete_expired_credentials(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+
+    // The instance's own state: named values (JSON text) that survive restarts.
+    async fn system_value(&self, name: &str) -> StoreResult<Option<String>>;
+    /// Stores the value under the name, replacing any; `None` removes it.
+    async fn set_system_value(&self, name: &str, value: Option<&str>) -> StoreResult<()>;
+
+    // Backup history.
+    /// Inserts the run, or replaces the one with its id (a run is recorded when it starts
+    /// and again when it ends).
+    async fn record_backup_run(&self, run: &BackupRun) -> StoreResult<()>;
+    /// The latest runs, newest first.
+    async fn backup_runs(&self, limit: u32) -> StoreResult<Vec<BackupRun>>;
 }

@@ -55,6 +55,9 @@ enum Command {
     /// Manage workspaces: list, create, start, stop, delete, exec, snapshot, ssh (through the running server).
     #[command(subcommand)]
     Workspace(cmd::workspace::WorkspaceCommand),
+    /// Maintenance mode: on (users may not create or start workspaces), off, status (through the running server).
+    #[command(subcommand)]
+    Maintenance(cmd::maintenance::MaintenanceCommand),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
             Command::Limits(c) => cmd::limits::run(&dir, c).await,
             Command::Backup(args) => cmd::backup::backup(&dir, &args).await,
             Command::Restore(args) => cmd::backup::restore(&dir, &args).await,
+            Command::Maintenance(c) => cmd::maintenance::run(&dir, c).await,
         }
     });
     match result {

@@ -705,3 +705,76 @@ async fn admin_edits_limits_and_sees_usage() {
     })
     .await;
 }
+
+/// Maintenance mode in the browser: an administrator turns it on from Administration →
+/// Maintenance (an empty message is refused in place), every page shows the banner — the
+/// sign-in page, a user's pages, an error page — and it goes when maintenance is turned off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_banner_and_admin_control() {
+    let Some(ui) = Ui::start("maintenance").await else { return };
+    ui.run(async |ui| {
+        const MESSAGE: &str = "Upgrading drydock <now> & back at 14:00";
+        let admin = ui.dd.token_for("admin", ADMIN_PASSWORD).await;
+        ui.dd.create_user(&admin, "ivy", "ivy-password").await;
+        ui.goto("/").await;
+        ui.visible("form#signin").await;
+        assert!(!ui.exists("#maintenance-banner").await, "a banner without maintenance");
+
+        ui.sign_in("admin", ADMIN_PASSWORD).await;
+        ui.click("a#nav-admin").await;
+        ui.wait_path("/admin/users").await;
+        ui.click("a#nav-maintenance").await;
+        ui.wait_path("/admin/maintenance").await;
+        assert_eq!(attr(&ui.find("#maintenance-status").await, "data-state").await, "off");
+        assert_csrf_fields(ui).await;
+
+        // Blanks only: refused in place, nothing changes.
+        ui.fill("#maintenance-message", "   ").await;
+        ui.mark_document().await;
+        ui.click("#maintenance-submit").await;
+        ui.wait_new_document().await;
+        assert!(ui.text("#maintenance-error").await.contains("message is required"));
+        assert!(!ui.exists("#maintenance-banner").await);
+
+        ui.fill("#maintenance-message", MESSAGE).await;
+        ui.mark_document().await;
+        ui.click("#maintenance-submit").await;
+        ui.wait_new_document().await;
+        assert_eq!(attr(&ui.find("#maintenance-status").await, "data-state").await, "on");
+        let banner = ui.text("#maintenance-banner").await;
+        assert!(banner.contains(MESSAGE), "{banner:?}");
+        ui.visible("#maintenance-banner a#maintenance-manage").await;
+        assert_no_script_ran(ui).await;
+        ui.screenshot("maintenance-on").await;
+        let state: Value = ui.dd.req(Method::GET, "/api/system/state").send().await.unwrap().json().await.unwrap();
+        assert_eq!(state, json!({"status": "MAINTENANCE", "message": MESSAGE}));
+
+        // Everyone sees it: the sign-in page, a user's pages, an error page.
+        ui.sign_out().await;
+        assert!(ui.text("#maintenance-banner").await.contains(MESSAGE));
+        ui.screenshot("maintenance-signin").await;
+        ui.goto("/no-such-page").await;
+        assert!(ui.text("#maintenance-banner").await.contains(MESSAGE));
+        ui.goto("/").await;
+        ui.sign_in("ivy", "ivy-password").await;
+        assert!(ui.text("#maintenance-banner").await.contains(MESSAGE));
+        assert!(!ui.exists("#maintenance-manage").await, "a user is offered the maintenance page");
+        ui.goto("/account").await;
+        assert!(ui.text("#maintenance-banner").await.contains(MESSAGE));
+        assert_eq!(ui.status_of("/admin/maintenance").await, StatusCode::FORBIDDEN);
+
+        // Off again: the banner goes.
+        ui.sign_out().await;
+        ui.sign_in("admin", ADMIN_PASSWORD).await;
+        ui.click("#maintenance-manage").await;
+        ui.wait_path("/admin/maintenance").await;
+        ui.mark_document().await;
+        ui.click("#maintenance-off").await;
+        ui.wait_new_document().await;
+        assert_eq!(attr(&ui.find("#maintenance-status").await, "data-state").await, "off");
+        assert!(!ui.exists("#maintenance-banner").await, "the banner stays after maintenance ended");
+        ui.sign_out().await;
+        assert!(!ui.exists("#maintenance-banner").await);
+    })
+    .await;
+}

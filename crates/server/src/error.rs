@@ -87,6 +87,7 @@ impl From<Error> for ApiError {
                 ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", e.to_string())
             },
             Error::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            Error::Maintenance(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "maintenance", m),
             Error::Internal(cause) => ApiError::internal(error_chain(cause.as_ref())),
         }
     }

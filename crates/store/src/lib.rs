@@ -9,6 +9,7 @@
 mod limits;
 mod migrations;
 mod sql;
+mod system;
 mod workspaces;
 
 use std::path::Path;

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use drydock_core::limits::{Resource, ResourceOverride};
-use drydock_core::model::{DOMAIN_SYSTEM, MANAGE_SYSTEM, UserFilter};
+use drydock_core::model::{BackupRun, DOMAIN_SYSTEM, MANAGE_SYSTEM, UserFilter};
 use drydock_core::store::{Admission, Conflict, SchemaStatus, StoreResult, Usage};
 use drydock_core::workspace::{Stack, Workspace, WorkspaceFilter, WorkspaceStatus};
 use drydock_core::{Credential, CredentialKind, NewUser, Page, Permission, Store, StoreError, User};
@@ -691,5 +691,21 @@ impl Store for SqlStore {
             .await
             .map_err(other)?;
         Ok(done.rows_affected())
+    }
+
+    async fn system_value(&self, name: &str) -> StoreResult<Option<String>> {
+        self.system_get(name).await
+    }
+
+    async fn set_system_value(&self, name: &str, value: Option<&str>) -> StoreResult<()> {
+        self.system_set(name, value, Utc::now().timestamp_millis()).await
+    }
+
+    async fn record_backup_run(&self, run: &BackupRun) -> StoreResult<()> {
+        self.backup_record(run).await
+    }
+
+    async fn backup_runs(&self, limit: u32) -> StoreResult<Vec<BackupRun>> {
+        self.backup_list(limit).await
     }
 }

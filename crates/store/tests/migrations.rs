@@ -1,8 +1,9 @@
 //! Migrations on real databases: an instance at an old schema, with data, is brought
-//! forward and keeps its data; a schema newer than the binary is left alone.
+//! forward and keeps its data; a schema newer than the binary is left alone; what the
+//! latest schema added works on both backends.
 
-use chrono::Utc;
-use drydock_core::{NewUser, Store};
+use chrono::{DateTime, Utc};
+use drydock_core::{BackupRun, NewUser, Store};
 use drydock_store::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, SqlStore, connect_sql};
 
 async fn old_instance_upgrades(store: SqlStore, known: i64) {
@@ -41,6 +42,68 @@ async fn postgres_instance_at_schema_1_upgrades() {
     let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
     let store = connect_sql(&url, &Default::default()).await.unwrap();
     old_instance_upgrades(store, MIGRATIONS_POSTGRES.len() as i64).await;
+}
+
+/// Schema 5: named system values and the backup history, on a migrated store.
+async fn system_state_and_backup_runs(store: SqlStore) {
+    store.migrate().await.unwrap();
+    assert_eq!(store.system_value("maintenance").await.unwrap(), None);
+    store.set_system_value("maintenance", Some(r#"{"message":"one"}"#)).await.unwrap();
+    store.set_system_value("maintenance", Some(r#"{"message":"two"}"#)).await.unwrap();
+    store.set_system_value("other", Some("x")).await.unwrap();
+    assert_eq!(store.system_value("maintenance").await.unwrap().as_deref(), Some(r#"{"message":"two"}"#));
+    store.set_system_value("maintenance", None).await.unwrap();
+    store.set_system_value("maintenance", None).await.unwrap();
+    assert_eq!(store.system_value("maintenance").await.unwrap(), None);
+    assert_eq!(store.system_value("other").await.unwrap().as_deref(), Some("x"));
+
+    let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap();
+    let running = |id: &str, started: i64| BackupRun {
+        id: id.into(),
+        started: at(started),
+        finished: None,
+        trigger: "schedule".into(),
+        file: None,
+        size: None,
+        result: "running".into(),
+        message: None,
+    };
+    for (id, started) in [("b-old", 1_000), ("b-new", 3_000), ("b-mid", 2_000)] {
+        store.record_backup_run(&running(id, started)).await.unwrap();
+    }
+    // Recorded again when it ends: the same row, updated.
+    let done = BackupRun {
+        finished: Some(at(2_500)),
+        file: Some("drydock-backup-0.1.0-20240101T000000Z.tar.zst".into()),
+        size: Some(123_456_789_012),
+        result: "ok".into(),
+        message: Some("3 workspaces".into()),
+        ..running("b-mid", 2_000)
+    };
+    store.record_backup_run(&done).await.unwrap();
+    let runs = store.backup_runs(10).await.unwrap();
+    assert_eq!(runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["b-new", "b-mid", "b-old"]);
+    assert_eq!(runs[1], done);
+    assert_eq!(runs[0], running("b-new", 3_000));
+    assert_eq!(store.backup_runs(2).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn sqlite_system_state_and_backup_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("drydock.db").display());
+    system_state_and_backup_runs(connect_sql(&url, &Default::default()).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_system_state_and_backup_runs() {
+    let Some(server) = postgres_url() else { return };
+    let name = format!("drydock_system_{}", drydock_core::ids::random_lower(10));
+    let admin = connect_sql(&server, &Default::default()).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.unwrap();
+    let _drop = DropDatabase { server: server.clone(), name: name.clone() };
+    let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+    system_state_and_backup_runs(connect_sql(&url, &Default::default()).await.unwrap()).await;
 }
 
 /// Drops the test's database even when the test fails.

@@ -28,6 +28,7 @@ use crate::runtime::{
     ExecOutput, MachineStatus, Runtime, RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeSpec, Terminal,
 };
 use crate::store::{Conflict, Store, StoreError};
+use crate::system::MaintenanceSwitch;
 
 pub const READ: &str = "read";
 pub const USE: &str = "use";
@@ -103,6 +104,8 @@ pub struct Workspaces {
     engine_ram_mb: Mutex<Option<u64>>,
     /// When each running workspace was last used, for the idle timeout.
     activity: ActivityLog,
+    /// Maintenance mode: users' creates and starts are refused while it is on.
+    maintenance: Arc<MaintenanceSwitch>,
 }
 
 fn not_found(key: &str) -> Error {
@@ -116,6 +119,7 @@ impl Workspaces {
         runtime: Arc<dyn Runtime>,
         limits: Arc<ResourceLimits>,
         settings: WorkspaceSettings,
+        maintenance: Arc<MaintenanceSwitch>,
     ) -> Self {
         Workspaces {
             store,
@@ -128,6 +132,7 @@ impl Workspaces {
             engine_ram_mb: Mutex::new(None),
             activity: ActivityLog::default(),
             settings,
+            maintenance,
         }
     }
 
@@ -219,7 +224,14 @@ impl Workspaces {
         Some(total.saturating_mul(u64::from(self.settings.host_ram_percent)) / 100)
     }
 
+    /// Whether maintenance mode refuses the caller's creates and starts now (and why).
+    pub fn maintenance_check(&self, caller: &Principal) -> Result<()> {
+        self.maintenance.check(caller)
+    }
+
+    /// A new workspace owned by the caller (refused to users during maintenance).
     pub async fn create(&self, caller: &Principal, config: WorkspaceConfig) -> Result<Workspace> {
+        self.maintenance.check(caller)?;
         spec::validate(&config, self.settings.default_machine_memory)?;
         self.check_size(&config)?;
         let now = self.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -278,6 +290,7 @@ impl Workspaces {
 
     /// A new workspace from a stack's config, under the given name.
     pub async fn create_from_stack(&self, caller: &Principal, stack_id: &str, name: &str) -> Result<Workspace> {
+        self.maintenance.check(caller)?;
         let stack =
             self.store.stack(stack_id).await?.ok_or_else(|| Error::NotFound(format!("stack {stack_id} not found")))?;
         let mut config = stack.workspace_config;
@@ -381,7 +394,8 @@ impl Workspaces {
     // Running.
 
     /// Starts a workspace: answers at once with the workspace in STARTING; the start goes on
-    /// in the background and its progress, and the result, are events.
+    /// in the background and its progress, and the result, are events. Refused to users
+    /// during maintenance (after the access checks: a hidden workspace stays hidden).
     pub async fn start(
         self: &Arc<Self>,
         caller: &Principal,
@@ -391,6 +405,7 @@ impl Workspaces {
     ) -> Result<Workspace> {
         let access = self.access(caller, key).await?;
         access.require(RUN)?;
+        self.maintenance.check(caller)?;
         let mut workspace = access.workspace;
         let env = environment.unwrap_or(&workspace.config.default_env).to_string();
         let machines = spec::machines(&workspace.config, &env, self.settings.default_machine_memory)?;
@@ -516,6 +531,53 @@ impl Workspaces {
             self.finish_stop(workspace).await;
         }
         Ok(())
+    }
+
+    /// The ids of every workspace that is starting or running.
+    pub async fn busy_ids(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for status in [WorkspaceStatus::Starting, WorkspaceStatus::Running] {
+            let filter = WorkspaceFilter { status: Some(status), ..Default::default() };
+            let (list, _) = self.store.list_workspaces(&filter, Page { max_items: u32::MAX, skip_count: 0 }).await?;
+            ids.extend(list.into_iter().map(|w| w.id));
+        }
+        Ok(ids)
+    }
+
+    /// Stops a starting or running workspace gracefully on the system's behalf (no caller),
+    /// recording who (`stoppedBy`) and why (`stopReason`) as an idle stop does; a workspace
+    /// still starting stops as soon as its start ends. Returns whether it stopped it.
+    pub async fn stop_as_system(&self, id: &str, stopped_by: &str, reason: &str) -> bool {
+        let mut workspace = match self.store.workspace(id).await {
+            Ok(Some(w)) => w,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(workspace = %id, error = %e, "cannot read a workspace to stop");
+                return false;
+            }
+        };
+        let from = workspace.status;
+        if !matches!(from, WorkspaceStatus::Starting | WorkspaceStatus::Running) {
+            return false;
+        }
+        workspace.status = WorkspaceStatus::Stopping;
+        workspace.attributes.insert("stoppedBy".into(), stopped_by.into());
+        workspace.attributes.insert("stopReason".into(), reason.into());
+        match self.store.transition_workspace(&workspace, &[from]).await {
+            Ok(true) => {
+                tracing::info!(workspace = %id, %reason, "workspace stopped by the system");
+                self.emit(id, "status", Some(WorkspaceStatus::Stopping), reason);
+                if from != WorkspaceStatus::Starting {
+                    self.finish_stop(workspace).await;
+                }
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(workspace = %id, error = %e, "cannot stop a workspace");
+                false
+            }
+        }
     }
 
     async fn finish_stop(&self, mut workspace: Workspace) {

@@ -1,6 +1,7 @@
 pub mod backup;
 pub mod init;
 pub mod limits;
+pub mod maintenance;
 pub mod start;
 pub mod status;
 pub mod stop;

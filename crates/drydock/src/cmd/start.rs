@@ -98,6 +98,8 @@ async fn serve(dir: &DataDir, loaded: Loaded) -> Result<()> {
 
     let runtime = wiring::open_runtime(&instance_id, &config).await;
     let drydock = Arc::new(Drydock::new(store.clone(), &config, Arc::new(SystemClock), runtime));
+    // Maintenance mode outlives restarts: it holds from the first request on.
+    drydock.system.load().await.context("cannot read the instance's state (maintenance mode) from the database")?;
     // Workspaces whose containers died, or whose start or stop was cut off, while no master
     // ran: put them right before serving.
     if let Err(e) = drydock.workspaces.reconcile().await {

@@ -38,7 +38,7 @@ use crate::error::ApiError;
         (name = "tokens", description = "Personal API tokens"),
         (name = "workspaces", description = "Workspaces in Codenvy's shapes"),
         (name = "resources", description = "Per-user resource limits (Codenvy's Resource API)"),
-        (name = "system", description = "Health, state and metrics"),
+        (name = "system", description = "Health, state, maintenance mode and metrics"),
     )
 )]
 struct ApiDoc;
@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(resources::effective))
         .routes(routes!(resources::used))
         .routes(routes!(resources::available))
+        .routes(routes!(system::maintenance, system::begin_maintenance, system::end_maintenance))
         .route_layer(middleware::from_fn_with_state(state, crate::auth::require_caller));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).split_for_parts()
 }

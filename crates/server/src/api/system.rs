@@ -1,14 +1,17 @@
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use drydock_core::model::MANAGE_SYSTEM;
-use serde::Serialize;
+use drydock_core::system::Maintenance;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::authenticate;
 use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{ApiJson, Caller};
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -24,15 +27,90 @@ pub async fn health() -> Json<Health> {
 
 #[derive(Serialize, ToSchema)]
 pub struct SystemState {
-    /// `RUNNING` (later issues add `MAINTENANCE` and `STANDBY`).
+    /// `RUNNING` or `MAINTENANCE` (a later issue adds `STANDBY`).
     status: &'static str,
+    /// The operators' message while in maintenance.
     message: Option<String>,
 }
 
 /// What the instance is doing: answers without credentials.
 #[utoipa::path(get, path = "/api/system/state", tag = "system", security(()), responses((status = 200, body = SystemState)))]
-pub async fn state() -> Json<SystemState> {
-    Json(SystemState { status: "RUNNING", message: None })
+pub async fn state(State(state): State<AppState>) -> Json<SystemState> {
+    let system = &state.drydock.system;
+    Json(SystemState { status: system.status(), message: system.maintenance().map(|m| m.message) })
+}
+
+/// Turns maintenance on: `message` is what users see; with `stopWorkspaces` every running
+/// workspace is stopped gracefully.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MaintenanceBody {
+    /// Required; one line, at most 500 characters.
+    message: Option<String>,
+    #[serde(default)]
+    stop_workspaces: bool,
+}
+
+/// Maintenance mode as administrators see it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceState {
+    /// `RUNNING` or `MAINTENANCE`.
+    status: &'static str,
+    message: Option<String>,
+    /// When maintenance began.
+    since: Option<DateTime<Utc>>,
+    /// Who turned it on.
+    by: Option<String>,
+    /// Workspaces being stopped in the background (in the answer to the request that began it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stopping_workspaces: Option<usize>,
+}
+
+impl MaintenanceState {
+    fn of(maintenance: Option<Maintenance>, stopping_workspaces: Option<usize>) -> Self {
+        match maintenance {
+            Some(m) => MaintenanceState {
+                status: "MAINTENANCE",
+                message: Some(m.message),
+                since: Some(m.since),
+                by: Some(m.by),
+                stopping_workspaces,
+            },
+            None => MaintenanceState { status: "RUNNING", message: None, since: None, by: None, stopping_workspaces },
+        }
+    }
+}
+
+/// Maintenance mode: who turned it on and when (needs `manageSystem`).
+#[utoipa::path(get, path = "/api/system/maintenance", tag = "system",
+    responses((status = 200, body = MaintenanceState), (status = 403, body = ErrorBody)))]
+pub async fn maintenance(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<MaintenanceState>> {
+    caller.require_system(MANAGE_SYSTEM)?;
+    Ok(Json(MaintenanceState::of(state.drydock.system.maintenance(), None)))
+}
+
+/// Begin maintenance (needs `manageSystem`): users' workspace creates and starts are refused
+/// with 503 and the message, the dashboard shows it to everyone; administrators are never
+/// refused. While on, a new message replaces the old one.
+#[utoipa::path(post, path = "/api/system/maintenance", tag = "system", request_body = MaintenanceBody,
+    responses((status = 200, body = MaintenanceState), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn begin_maintenance(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<MaintenanceBody>,
+) -> ApiResult<Json<MaintenanceState>> {
+    let message = body.message.unwrap_or_default();
+    let begun = state.drydock.system.begin_maintenance(&caller, &message, body.stop_workspaces).await?;
+    Ok(Json(MaintenanceState::of(Some(begun.maintenance), Some(begun.stopping))))
+}
+
+/// End maintenance (needs `manageSystem`); 204 also when it was off.
+#[utoipa::path(delete, path = "/api/system/maintenance", tag = "system",
+    responses((status = 204), (status = 403, body = ErrorBody)))]
+pub async fn end_maintenance(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    state.drydock.system.end_maintenance(&caller).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Prometheus metrics. Needs a `manageSystem` holder unless `metrics.public` is set.

@@ -6,6 +6,7 @@
 mod account;
 mod admin;
 mod limits;
+mod maintenance;
 mod signin;
 mod workspaces;
 
@@ -52,6 +53,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{id}/remove", get(admin::confirm_remove).post(admin::remove))
         .route("/admin/users/{id}/limits", post(limits::save))
         .route("/admin/users/{id}/limits/reset", post(limits::reset))
+        .route("/admin/maintenance", get(maintenance::page).post(maintenance::begin))
+        .route("/admin/maintenance/off", post(maintenance::end))
         .route("/workspaces", post(workspaces::create))
         .route("/workspaces/table", get(workspaces::table))
         .route("/workspaces/events", get(workspaces::changes))
@@ -89,18 +92,22 @@ pub async fn error_pages_with_layout(State(state): State<AppState>, req: Request
     }
     let response = next.run(req).await;
     let Some(info) = response.extensions().get::<ErrorPageInfo>().cloned() else { return response };
-    match Session::from_headers(&state, &headers).await.ok().flatten() {
-        Some(session) => {
-            let page = ErrorPage {
-                layout: session.layout(""),
-                status: info.status.as_u16(),
-                title: info.title,
-                message: &info.message,
-            };
-            html(info.status, &page)
+    let layout = match Session::from_headers(&state, &headers).await.ok().flatten() {
+        Some(session) => session.layout(""),
+        // Signed out: drawn again only to show the maintenance banner.
+        None if state.drydock.system.maintenance().is_some() => Layout::signed_out(&state),
+        None => return response,
+    };
+    let page = ErrorPage { layout, status: info.status.as_u16(), title: info.title, message: &info.message };
+    let mut redrawn = html(info.status, &page);
+    // The first drawing's other headers (its Content-Security-Policy, say) still apply.
+    let own: Vec<_> = redrawn.headers().keys().cloned().collect();
+    for (name, value) in response.headers() {
+        if !own.contains(name) && name != header::CONTENT_LENGTH {
+            redrawn.headers_mut().append(name.clone(), value.clone());
         }
-        None => response,
     }
+    redrawn
 }
 
 /// What the layout shows around every page.
@@ -109,6 +116,7 @@ pub struct Layout {
     /// `workspaces`, `admin` or `account`: the current navigation entry.
     pub section: &'static str,
     pub flash: Option<String>,
+    /// The maintenance message, shown to everyone while maintenance is on.
     pub banner: Option<String>,
 }
 
@@ -116,12 +124,23 @@ pub struct LayoutUser {
     pub name: String,
     pub csrf: String,
     pub is_admin: bool,
+    /// Holds `manageSystem` (may turn maintenance on and off).
+    pub manages_system: bool,
 }
 
 impl Layout {
-    pub fn signed_out() -> Self {
+    pub fn signed_out(state: &AppState) -> Self {
+        Layout { user: None, section: "", flash: None, banner: maintenance_banner(state) }
+    }
+
+    /// Before anything is known of the instance (error pages rendered without the state).
+    fn bare() -> Self {
         Layout { user: None, section: "", flash: None, banner: None }
     }
+}
+
+fn maintenance_banner(state: &AppState) -> Option<String> {
+    state.drydock.system.maintenance().map(|m| m.message)
 }
 
 /// The signed-in browser session of a page request.
@@ -132,6 +151,8 @@ pub struct Session {
     pub flash: Option<String>,
     /// The request came from htmx and wants a fragment.
     pub htmx: bool,
+    /// The maintenance message while maintenance is on.
+    pub banner: Option<String>,
 }
 
 impl Session {
@@ -149,6 +170,7 @@ impl Session {
             csrf: secret::csrf_token(&secret),
             flash: cookie(headers, FLASH_COOKIE).map(|v| percent_decode(&v)),
             htmx: headers.contains_key("hx-request"),
+            banner: maintenance_banner(state),
         }))
     }
 
@@ -162,10 +184,11 @@ impl Session {
                 name: self.caller.user.name.clone(),
                 csrf: self.csrf.clone(),
                 is_admin: self.is_admin(),
+                manages_system: self.caller.has_system(MANAGE_SYSTEM),
             }),
             section,
             flash: self.flash.clone(),
-            banner: None,
+            banner: self.banner.clone(),
         }
     }
 
@@ -255,7 +278,7 @@ impl From<Error> for PageError {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) | Error::Taken { .. } => StatusCode::CONFLICT,
             Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::Maintenance(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(cause) => {
                 tracing::error!(cause = %cause, "page failed");
                 return PageError::Status(StatusCode::INTERNAL_SERVER_ERROR, String::new());
@@ -299,8 +322,7 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         ),
     };
     let message = if message.is_empty() || status.is_server_error() { fallback } else { message };
-    let mut response =
-        html(status, &ErrorPage { layout: Layout::signed_out(), status: status.as_u16(), title, message });
+    let mut response = html(status, &ErrorPage { layout: Layout::bare(), status: status.as_u16(), title, message });
     response.extensions_mut().insert(ErrorPageInfo { status, title, message: message.to_string() });
     response
 }

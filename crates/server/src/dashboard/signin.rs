@@ -29,14 +29,14 @@ struct SignIn {
 pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
     match Session::from_headers(&state, &headers).await? {
         Some(session) => super::workspaces::page(&state, &session, StatusCode::OK, None, Default::default()).await,
-        None => Ok(sign_in_page(StatusCode::OK, None, String::new())),
+        None => Ok(sign_in_page(&state, StatusCode::OK, None, String::new())),
     }
 }
 
-fn sign_in_page(status: StatusCode, error: Option<String>, username: String) -> Response {
+fn sign_in_page(state: &AppState, status: StatusCode, error: Option<String>, username: String) -> Response {
     let login_csrf = ids::random_lower(32);
-    let mut response =
-        html(status, &SignIn { layout: Layout::signed_out(), error, username, login_csrf: login_csrf.clone() });
+    let layout = Layout::signed_out(state);
+    let mut response = html(status, &SignIn { layout, error, username, login_csrf: login_csrf.clone() });
     let cookie = format!("{LOGIN_CSRF_COOKIE}={login_csrf}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600");
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, v);
@@ -58,7 +58,7 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
     let form: LoginForm = parse_form(&body)?;
     if form.csrf.is_empty() || cookie(&headers, LOGIN_CSRF_COOKIE).as_deref() != Some(form.csrf.as_str()) {
         let message = "The sign-in form expired. Please sign in again.".to_string();
-        return Ok(sign_in_page(StatusCode::BAD_REQUEST, Some(message), form.username));
+        return Ok(sign_in_page(&state, StatusCode::BAD_REQUEST, Some(message), form.username));
     }
     match state.drydock.auth.login(&form.username, &form.password).await {
         Ok(session) => {
@@ -74,7 +74,7 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
             } else {
                 StatusCode::UNAUTHORIZED
             };
-            Ok(sign_in_page(status, Some(e.to_string()), form.username))
+            Ok(sign_in_page(&state, status, Some(e.to_string()), form.username))
         }
         Err(e) => Err(e.into()),
     }

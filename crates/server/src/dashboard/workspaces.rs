@@ -67,6 +67,8 @@ fn key(w: &Workspace) -> String {
 async fn rows(state: &AppState, session: &Session) -> Result<Vec<WorkspaceRow>, PageError> {
     let workspaces = &state.drydock.workspaces;
     let (list, _) = workspaces.list(&session.caller, None, Page { max_items: 1000, skip_count: 0 }).await?;
+    // During maintenance users are offered no Start (the banner says why).
+    let may_start_now = workspaces.maintenance_check(&session.caller).is_ok();
     let mut rows = Vec::with_capacity(list.len());
     for w in list {
         let access = workspaces.access(&session.caller, &w.id).await?;
@@ -89,7 +91,7 @@ async fn rows(state: &AppState, session: &Session) -> Result<Vec<WorkspaceRow>, 
             status: w.status.as_str(),
             error: w.attributes.get("errorMessage").filter(|_| w.status == WorkspaceStatus::Error).cloned(),
             machines,
-            can_start: stopped && may(RUN),
+            can_start: stopped && may(RUN) && may_start_now,
             can_use: w.status == WorkspaceStatus::Running && may(USE),
             can_stop: matches!(w.status, WorkspaceStatus::Running | WorkspaceStatus::Starting)
                 && (may(RUN) || access.admin),
@@ -151,8 +153,12 @@ pub async fn create(State(state): State<AppState>, posted: Posted<CreateForm>) -
     };
     match started {
         Ok(w) => Ok(session.redirect("/", &format!("Workspace {} is starting.", key(&w)))),
-        Err(e @ (Error::InvalidInput { .. } | Error::Taken { .. } | Error::NotFound(_))) => {
-            let status = if matches!(e, Error::Taken { .. }) { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
+        Err(e @ (Error::InvalidInput { .. } | Error::Taken { .. } | Error::NotFound(_) | Error::Maintenance(_))) => {
+            let status = match e {
+                Error::Taken { .. } => StatusCode::CONFLICT,
+                Error::Maintenance(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
             page(&state, &session, status, Some(e.to_string()), form).await
         }
         Err(e) => Err(e.into()),
