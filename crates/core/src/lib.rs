@@ -2,6 +2,7 @@
 //! (and, with later issues, `Runtime`), both chosen once at start-up by the binary.
 
 pub mod auth;
+pub mod backups;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -34,6 +35,7 @@ pub struct Drydock {
     pub limits: Arc<limits::ResourceLimits>,
     /// The instance's own state (maintenance mode); `load` it before serving.
     pub system: system::System,
+    pub backups: backups::Backups,
     pub store: Arc<dyn Store>,
 }
 
@@ -59,6 +61,7 @@ impl Drydock {
             users: users::Users::new(store.clone(), auth.cache_handle(), clock.clone()),
             permissions: permissions::Permissions::new(store.clone(), auth.cache_handle()),
             system: system::System::new(store.clone(), clock.clone(), maintenance, workspaces.clone()),
+            backups: backups::Backups::new(store.clone(), clock.clone()),
             workspaces,
             limits,
             auth,

@@ -216,7 +216,7 @@ fn validate(loaded: &Loaded) -> Result<()> {
         return Err(bad(key, "must be more than 0mb (-1: unlimited)".into()));
     }
     if !c.backup.schedule.trim().is_empty() {
-        drydock_ops::schedule::Schedule::parse(&c.backup.schedule).map_err(|e| bad("backup.schedule", e))?;
+        drydock_core::backups::Schedule::parse(&c.backup.schedule).map_err(|e| bad("backup.schedule", e))?;
     }
     if c.backup.dir.trim().is_empty() {
         return Err(bad("backup.dir", "must name a directory".into()));

@@ -40,18 +40,25 @@ pub async fn open_store(dir: &DataDir, config: &Config) -> Result<Arc<dyn Store>
     Ok(store)
 }
 
-/// The Docker Engine that runs workspaces. Without one the server still serves everything
-/// else, and every workspace start says why it cannot run.
-pub async fn open_runtime(instance_id: &str, config: &Config) -> Arc<dyn Runtime> {
+/// The Docker Engine that runs workspaces (and the same engine for backups of their files).
+/// Without one the server still serves everything else, and every workspace start says why
+/// it cannot run.
+pub async fn open_runtime(instance_id: &str, config: &Config) -> (Arc<dyn Runtime>, Option<DockerRuntime>) {
     let settings = DockerSettings { pull_timeout: config.runtime.pull_timeout.0, ..Default::default() };
     match DockerRuntime::connect(instance_id, settings).await {
         Ok(runtime) => {
             tracing::info!(node = runtime.node(), "workspaces run on the Docker engine");
-            Arc::new(runtime)
+            (Arc::new(runtime.clone()), Some(runtime))
         }
         Err(e) => {
             tracing::warn!(error = %e, "workspaces cannot run");
-            Arc::new(Unavailable { reason: e.to_string() })
+            (Arc::new(Unavailable { reason: e.to_string() }), None)
         }
     }
+}
+
+/// The instance as backup and restore see it.
+pub fn ops_instance(dir: &DataDir, config: &Config) -> Result<drydock_ops::Instance> {
+    let database = drydock_ops::database::Database::from_url(&database_url(dir, config))?;
+    Ok(drydock_ops::Instance { dir: dir.clone(), config: config.clone(), database })
 }

@@ -475,3 +475,79 @@ async fn failure_midway_and_one_workspace_on_sqlite() {
 async fn failure_midway_and_one_workspace_on_postgres() {
     failure_midway_and_one_workspace(Backend::Postgres).await;
 }
+
+async fn backup_runs(dd: &Instance, token: &str) -> Vec<Value> {
+    let (status, runs) = call(dd, token, Method::GET, "/api/system/backups", None).await;
+    assert_eq!(status, StatusCode::OK, "{runs}");
+    runs.as_array().unwrap().clone()
+}
+
+fn archives_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .unwrap_or_default();
+    names.retain(|n| n.starts_with("drydock-backup-") && n.ends_with(".tar.zst"));
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_run_and_are_pruned_to_keep() {
+    // Every two seconds (croner takes an optional seconds field), keeping two.
+    let env = [("DRYDOCK_BACKUP__SCHEDULE", "*/2 * * * * *"), ("DRYDOCK_BACKUP__KEEP", "2")];
+    let Some((dd, guard, _image)) = docker_instance_with(Backend::Sqlite, &env).await else { return };
+    let admin = dd.admin_token();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let runs = backup_runs(&dd, &admin).await;
+        let done: Vec<&Value> = runs.iter().filter(|r| r["trigger"] == "schedule" && r["result"] == "ok").collect();
+        if done.len() >= 3 {
+            for run in &done {
+                assert!(run["size"].as_i64().unwrap() > 0, "{run}");
+                assert!(run["file"].as_str().unwrap().contains("/backups/drydock-backup-"), "{run}");
+                assert!(run["finished"].is_string(), "{run}");
+            }
+            break;
+        }
+        assert!(runs.iter().all(|r| r["result"] != "failed"), "a scheduled backup failed: {runs:?}");
+        assert!(Instant::now() < deadline, "three scheduled backups did not run: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kept = archives_in(&dd.data_dir().join("backups"));
+    assert_eq!(kept.len(), 2, "backup.keep = 2 keeps two archives: {kept:?}");
+    let newest = dd.data_dir().join("backups").join(kept.last().unwrap());
+    let out = dd.cli(&["backup", "verify", &newest.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    drop(guard);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_backup_at_a_time_through_the_api() {
+    // The first backup pauses before its manifest, so it is still running for the second.
+    let env = [("DRYDOCK_PAUSE_POINT", "backup-before-manifest")];
+    let Some(mut dd) = Instance::init_with(Backend::Sqlite, &env) else { return };
+    dd.start().await;
+    let admin = dd.admin_token();
+    dd.create_user(&admin, "dave", "dave-password").await;
+    let user = dd.token_for("dave", "dave-password").await;
+    assert_eq!(call(&dd, &user, Method::POST, "/api/system/backup", None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&dd, &user, Method::GET, "/api/system/backups", None).await.0, StatusCode::FORBIDDEN);
+
+    let (status, run) = call(&dd, &admin, Method::POST, "/api/system/backup", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    assert_eq!((run["result"].as_str(), run["trigger"].as_str()), (Some("running"), Some("api")), "{run}");
+    let (status, refused) = call(&dd, &admin, Method::POST, "/api/system/backup", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("already running"), "{refused}");
+    let runs = backup_runs(&dd, &admin).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["id"], run["id"]);
+    // The paused server is killed when the instance is dropped; a manual backup is recorded.
+    let mut cli = dd.command(&["backup", "--no-projects"]);
+    cli.env_remove("DRYDOCK_PAUSE_POINT");
+    let out = cli.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let runs = backup_runs(&dd, &admin).await;
+    let manual = runs.iter().find(|r| r["trigger"] == "manual").expect("the CLI's backup is in the history");
+    assert_eq!(manual["result"], "ok", "{manual}");
+}

@@ -322,3 +322,24 @@ impl Drop for RemoveOnDrop {
         let _ = fs::remove_file(&self.0);
     }
 }
+
+/// The master's backups (on `backup.schedule` and through the API): into the backup dir,
+/// with images when `backup.images` says so, then pruned to `backup.keep`.
+pub struct MasterBackups {
+    pub instance: Instance,
+    pub runtime: Option<DockerRuntime>,
+}
+
+#[async_trait::async_trait]
+impl drydock_core::backups::BackupRunner for MasterBackups {
+    async fn run(&self) -> std::result::Result<drydock_core::backups::BackupOutcome, String> {
+        let options = BackupOptions { out: None, projects: true, images: self.instance.config.backup.images };
+        let progress: Arc<dyn Progress> = Arc::new(crate::progress::Logged);
+        let report =
+            backup(&self.instance, self.runtime.as_ref(), &options, progress).await.map_err(|e| e.to_string())?;
+        for removed in crate::retention::prune(&self.instance.backup_dir(), self.instance.config.backup.keep) {
+            tracing::info!(file = %removed.display(), keep = self.instance.config.backup.keep, "removed an old backup");
+        }
+        Ok(drydock_core::backups::BackupOutcome { file: report.path.display().to_string(), size: report.size })
+    }
+}

@@ -15,7 +15,7 @@ pub mod instance;
 pub mod manifest;
 pub mod progress;
 pub mod restore;
-pub mod schedule;
+pub mod retention;
 pub mod versions;
 
 pub use backup::{BackupOptions, BackupReport, Instance, backup};

@@ -1,8 +1,10 @@
 //! Background work of the master: writing last-used times of sessions and tokens, removing
-//! expired ones, following the engine's reports on workspaces, and stopping idle ones.
+//! expired ones, following the engine's reports on workspaces, stopping idle ones, and the
+//! scheduled backups.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::AppState;
@@ -20,6 +22,8 @@ pub fn spawn_background_jobs(state: AppState, mut stop: watch::Receiver<bool>) -
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         let mut purge = tokio::time::interval(PURGE_EVERY);
         let mut idle = tokio::time::interval(IDLE_CHECK_EVERY);
+        let schedule = state.settings.backup_schedule.clone();
+        let mut next_backup = schedule.as_ref().and_then(|s| s.next_after(Utc::now()));
         loop {
             tokio::select! {
                 _ = flush.tick() => {
@@ -35,6 +39,12 @@ pub fn spawn_background_jobs(state: AppState, mut stop: watch::Receiver<bool>) -
                     }
                 }
                 _ = idle.tick() => state.drydock.workspaces.check_idle().await,
+                _ = until(next_backup) => {
+                    if let Err(e) = state.drydock.backups.start(None, "schedule").await {
+                        tracing::warn!(error = %e, "the scheduled backup did not start");
+                    }
+                    next_backup = schedule.as_ref().and_then(|s| s.next_after(Utc::now()));
+                }
                 _ = stop.changed() => break,
             }
         }
@@ -43,4 +53,12 @@ pub fn spawn_background_jobs(state: AppState, mut stop: watch::Receiver<bool>) -
             tracing::warn!(error = %e, "cannot record when sessions and tokens were last used");
         }
     })
+}
+
+/// Waits until `time` (forever when there is none).
+async fn until(time: Option<DateTime<Utc>>) {
+    match time {
+        Some(time) => tokio::time::sleep((time - Utc::now()).to_std().unwrap_or_default()).await,
+        None => std::future::pending().await,
+    }
 }

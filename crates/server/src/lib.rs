@@ -58,6 +58,8 @@ pub struct Settings {
     pub secure_cookies: bool,
     pub session_ttl_secs: i64,
     pub instance_id: String,
+    /// When the master makes a backup by itself (`backup.schedule`).
+    pub backup_schedule: Option<drydock_core::backups::Schedule>,
 }
 
 impl AppState {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use chrono::Utc;
 use clap::{Args, Subcommand};
+use drydock_core::BackupRun;
 use drydock_docker::{DockerRuntime, DockerSettings};
 use drydock_ops::database::Database;
 use drydock_ops::progress::Progress;
@@ -66,10 +68,17 @@ pub async fn backup(dir: &DataDir, args: &BackupArgs) -> Result<ExitCode> {
     let options = BackupOptions { out: args.out.clone(), projects: !args.no_projects, images: args.images };
     let runtime = if options.projects || options.images { Some(connect_engine(dir).await?) } else { None };
     let started = Instant::now();
+    let record = RunRecord::new(&instance).await;
     let progress = TerminalProgress::new();
     let report = drydock_ops::backup(&instance, runtime.as_ref(), &options, progress.clone()).await;
     progress.done();
+    record.finish(&report).await;
     let report = report?;
+    if args.out.is_none() {
+        for removed in drydock_ops::retention::prune(&instance.backup_dir(), instance.config.backup.keep) {
+            println!("Removed {} (backup.keep = {})", removed.display(), instance.config.backup.keep);
+        }
+    }
     let m = &report.manifest;
     println!(
         "Backup written: {} ({}, {} entries; {} workspace volume(s){}; database {} schema {}) in {:.1} s",
@@ -185,14 +194,58 @@ async fn restore_workspace(dir: &DataDir, file: &Path, workspace: &str) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
+/// The run in the instance's backup history (`GET /api/system/backups`), recorded once it
+/// ended (a record made before would be in the backup's own copy of the database), when the
+/// database can be written; a backup goes on without it.
+struct RunRecord {
+    store: Option<Arc<dyn drydock_core::Store>>,
+    run: BackupRun,
+}
+
+impl RunRecord {
+    async fn new(instance: &Instance) -> RunRecord {
+        let run = BackupRun {
+            id: format!("backup-{}", drydock_core::ids::random_lower(12)),
+            started: Utc::now(),
+            finished: None,
+            trigger: "manual".into(),
+            file: None,
+            size: None,
+            result: "running".into(),
+            message: None,
+        };
+        let url = wiring::database_url(&instance.dir, &instance.config);
+        let store = drydock_store::connect(&url, &drydock_store::StoreOptions::default()).await.ok();
+        RunRecord { store, run }
+    }
+
+    async fn finish(mut self, report: &drydock_ops::Result<drydock_ops::BackupReport>) {
+        let Some(store) = &self.store else { return };
+        self.run.finished = Some(Utc::now());
+        match report {
+            Ok(r) => {
+                self.run.result = "ok".into();
+                self.run.file = Some(r.path.display().to_string());
+                self.run.size = i64::try_from(r.size).ok();
+            }
+            Err(e) => {
+                self.run.result = "failed".into();
+                self.run.message = Some(e.to_string());
+            }
+        }
+        if let Err(e) = store.record_backup_run(&self.run).await {
+            eprintln!("note: the backup is not recorded in the instance's history: {e}");
+        }
+    }
+}
+
 /// The instance as the operations need it.
 pub fn open_instance(dir: &DataDir) -> Result<Instance> {
     if !dir.is_instance() {
         bail!("{} holds no drydock instance", dir.root.display());
     }
     let loaded = config::load(&dir.root, &[])?;
-    let database = Database::from_url(&wiring::database_url(dir, &loaded.config))?;
-    Ok(Instance { dir: dir.clone(), config: loaded.config, database })
+    wiring::ops_instance(dir, &loaded.config)
 }
 
 async fn connect_engine(dir: &DataDir) -> Result<DockerRuntime> {

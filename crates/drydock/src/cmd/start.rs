@@ -96,8 +96,13 @@ async fn serve(dir: &DataDir, loaded: Loaded) -> Result<()> {
     let public_url =
         if config.server.public_url.is_empty() { local_url.clone() } else { config.server.public_url.clone() };
 
-    let runtime = wiring::open_runtime(&instance_id, &config).await;
+    let (runtime, engine) = wiring::open_runtime(&instance_id, &config).await;
     let drydock = Arc::new(Drydock::new(store.clone(), &config, Arc::new(SystemClock), runtime));
+    let instance = wiring::ops_instance(dir, &config)?;
+    drydock.backups.set_runner(Arc::new(drydock_ops::backup::MasterBackups { instance, runtime: engine }));
+    if let Err(e) = drydock.backups.mark_interrupted().await {
+        tracing::warn!(error = %e, "cannot mark the backups the last master left running");
+    }
     // Maintenance mode outlives restarts: it holds from the first request on.
     drydock.system.load().await.context("cannot read the instance's state (maintenance mode) from the database")?;
     // Workspaces whose containers died, or whose start or stop was cut off, while no master
@@ -112,6 +117,10 @@ async fn serve(dir: &DataDir, loaded: Loaded) -> Result<()> {
             secure_cookies: tls.is_some(),
             session_ttl_secs: config.auth.session_ttl.0.as_secs() as i64,
             instance_id: instance_id.clone(),
+            backup_schedule: (!config.backup.schedule.trim().is_empty())
+                .then(|| drydock_core::backups::Schedule::parse(&config.backup.schedule))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("backup.schedule: {e}"))?,
         },
     );
     let pid = std::process::id();

@@ -96,6 +96,8 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(resources::used))
         .routes(routes!(resources::available))
         .routes(routes!(system::maintenance, system::begin_maintenance, system::end_maintenance))
+        .routes(routes!(system::start_backup))
+        .routes(routes!(system::backups))
         .route_layer(middleware::from_fn_with_state(state, crate::auth::require_caller));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).split_for_parts()
 }

@@ -3,15 +3,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use drydock_core::model::MANAGE_SYSTEM;
+use drydock_core::Page;
+use drydock_core::model::{BackupRun, MANAGE_SYSTEM};
 use drydock_core::system::Maintenance;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::authenticate;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{ApiJson, ApiQuery, Caller};
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -124,4 +125,33 @@ pub async fn metrics(State(state): State<AppState>, method: Method, headers: Hea
     let users = state.drydock.users.count().await?;
     let text = state.metrics.render(&[("drydock_users_total", "Users in the store.", users)]);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// Start a backup of the whole instance into the backup dir (needs `manageSystem`); it runs
+/// in the background: the answer is its record, result `running`. 409 while one runs.
+#[utoipa::path(post, path = "/api/system/backup", tag = "system",
+    responses((status = 202, body = BackupRun), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn start_backup(State(state): State<AppState>, caller: Caller) -> ApiResult<(StatusCode, Json<BackupRun>)> {
+    let run = state.drydock.backups.start(Some(&caller), "api").await?;
+    Ok((StatusCode::ACCEPTED, Json(run)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct BackupsQuery {
+    /// At most this many, newest first (default 30, at most 1000).
+    max_items: Option<u32>,
+}
+
+/// The latest backups, newest first, with their archive, size and result (needs `manageSystem`).
+#[utoipa::path(get, path = "/api/system/backups", tag = "system", params(BackupsQuery),
+    responses((status = 200, body = [BackupRun]), (status = 403, body = ErrorBody)))]
+pub async fn backups(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<BackupsQuery>,
+) -> ApiResult<Json<Vec<BackupRun>>> {
+    let limit = query.max_items.unwrap_or(Page::DEFAULT_MAX_ITEMS).clamp(1, Page::LIMIT_MAX_ITEMS);
+    Ok(Json(state.drydock.backups.list(&caller, limit).await?))
 }

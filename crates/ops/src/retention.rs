@@ -1,29 +1,9 @@
-//! `backup.schedule` (cron syntax, UTC) and `backup.keep`: when the server backs up, and
-//! which archives it keeps.
+//! `backup.keep`: which archives in the backup dir stay.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-
-use chrono::{DateTime, Utc};
-use croner::Cron;
 
 use crate::backup::is_archive_name;
-
-#[derive(Debug, Clone)]
-pub struct Schedule(Cron);
-
-impl Schedule {
-    /// A five-field cron expression (`minute hour day month weekday`), or `@daily` and the like.
-    pub fn parse(text: &str) -> Result<Schedule, String> {
-        Cron::from_str(text.trim()).map(Schedule).map_err(|e| format!("'{text}' is not a cron schedule: {e}"))
-    }
-
-    /// The first time after `after` the schedule names.
-    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.0.find_next_occurrence(&after, false).ok()
-    }
-}
 
 /// The archives in `dir`, oldest first (their names sort by time).
 pub fn archives(dir: &Path) -> Vec<PathBuf> {
@@ -56,14 +36,6 @@ pub fn prune(dir: &Path, keep: u32) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn schedules_parse_and_step() {
-        let nightly = Schedule::parse("0 3 * * *").unwrap();
-        let after = DateTime::parse_from_rfc3339("2026-11-30T10:00:00Z").unwrap().with_timezone(&Utc);
-        assert_eq!(nightly.next_after(after).unwrap().to_rfc3339(), "2026-12-01T03:00:00+00:00");
-        assert!(Schedule::parse("every day").is_err());
-    }
 
     #[test]
     fn prune_keeps_the_newest() {
