@@ -139,6 +139,22 @@ impl Instance {
         }
     }
 
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Runs another verb of the binary on this instance (`backup`, `restore`, …).
+    pub fn cli(&self, verb: &str, args: &[&str]) -> Result<std::process::Output> {
+        let mut cmd = self.command(verb);
+        cmd.args(args);
+        run_checked(&mut cmd, &format!("drydock {verb}"))
+    }
+
+    /// Starts the server again after a `stop`.
+    pub fn restart(&mut self) -> Result<()> {
+        self.start()
+    }
+
     pub fn stop(&mut self) -> Result<()> {
         run_checked(&mut self.command("stop"), "drydock stop")?;
         self.started = false;

@@ -10,37 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_PASSWORD, Backend, Instance, answer, docker_instance_with, psql, text};
+use common::{ADMIN_PASSWORD, Backend, Instance, call, docker_instance_with, psql, settled, small_workspace, text};
 use drydock_docker::testing::{image_labels, remove_instance_objects};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-fn config(name: &str, image: &str) -> Value {
-    json!({"name": name, "defaultEnv": "default", "environments": {"default": {
-        "recipe": {"type": "dockerimage", "location": image},
-        "machines": {"dev": {"attributes": {"memoryLimitBytes": "134217728"}}}}}})
-}
-
-async fn call(dd: &Instance, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut req = dd.req(method, path).bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    answer(req.send().await.unwrap()).await
-}
-
-async fn settled(dd: &Instance, token: &str, id: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (_, ws) = call(dd, token, Method::GET, &format!("/api/workspace/{id}"), None).await;
-        let status = ws["status"].as_str().unwrap_or_default().to_string();
-        if status != "STARTING" && status != "STOPPING" {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "workspace {id} did not settle: {ws}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn start(dd: &Instance, token: &str, id: &str) {
     let (status, body) = call(dd, token, Method::POST, &format!("/api/workspace/{id}/runtime"), None).await;
@@ -65,7 +38,7 @@ async fn sh(dd: &Instance, token: &str, id: &str, script: &str) -> String {
 /// Every path, owner, mode, size, link target and checksum under /projects (but the log the
 /// writer appends to during the backup).
 const PROJECTS_STATE: &str = "cd /projects && find . ! -name live.log | sort && \
-    find . -type f ! -name live.log | sort | xargs md5sum && ls -lnRa | grep -v live.log | grep -v '^total'";
+    find . -type f ! -name live.log | sort | xargs md5sum && ls -lnd . && ls -lnRA | grep -v live.log | grep -v '^total'";
 
 const WRITE_FILES: &str = "mkdir -p /projects/app/target /projects/empty && \
     echo 'fn main() {}' > /projects/app/main.rs && printf 'target/\\n*.log\\n' > /projects/app/.gitignore && \
@@ -158,10 +131,10 @@ async fn round_trip(backend: Backend) {
     let body = json!({"accountId": alice_id, "resources": [{"type": "workspace", "amount": 7, "unit": "item"}]});
     assert_eq!(call(&dd, &admin, Method::POST, "/api/resource/free", Some(body)).await.0, StatusCode::CREATED);
     let token = dd.token_for("alice", "alice-password").await;
-    let (status, ws) = call(&dd, &token, Method::POST, "/api/workspace", Some(config("one", &image))).await;
+    let (status, ws) = call(&dd, &token, Method::POST, "/api/workspace", Some(small_workspace("one", &image))).await;
     assert_eq!(status, StatusCode::CREATED, "{ws}");
     let one = ws["id"].as_str().unwrap().to_string();
-    let (_, ws) = call(&dd, &token, Method::POST, "/api/workspace", Some(config("two", &image))).await;
+    let (_, ws) = call(&dd, &token, Method::POST, "/api/workspace", Some(small_workspace("two", &image))).await;
     let two = ws["id"].as_str().unwrap().to_string();
     let share = json!({"userId": bob["id"], "domainId": "workspace", "instanceId": one, "actions": ["read", "use"]});
     assert_eq!(call(&dd, &token, Method::POST, "/api/permissions", Some(share)).await.0, StatusCode::OK);
@@ -379,9 +352,9 @@ async fn a_killed_backup_leaves_no_archive() {
 async fn failure_midway_and_one_workspace(backend: Backend) {
     let Some((mut dd, guard, image)) = docker_instance_with(backend, &[]).await else { return };
     let admin = dd.admin_token();
-    let (_, ws) = call(&dd, &admin, Method::POST, "/api/workspace", Some(config("one", &image))).await;
+    let (_, ws) = call(&dd, &admin, Method::POST, "/api/workspace", Some(small_workspace("one", &image))).await;
     let one = ws["id"].as_str().unwrap().to_string();
-    let (_, ws) = call(&dd, &admin, Method::POST, "/api/workspace", Some(config("two", &image))).await;
+    let (_, ws) = call(&dd, &admin, Method::POST, "/api/workspace", Some(small_workspace("two", &image))).await;
     let two = ws["id"].as_str().unwrap().to_string();
     for ws in [&one, &two] {
         start(&dd, &admin, ws).await;

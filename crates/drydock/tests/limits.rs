@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_PASSWORD, Backend, Instance, answer, docker_instance_with};
+use common::{ADMIN_PASSWORD, Backend, Instance, answer, call, docker_instance_with, settled};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -16,32 +16,10 @@ fn config(name: &str, image: &str, memory_mb: u64) -> Value {
         "machines": {"dev": {"attributes": {"memoryLimitBytes": (memory_mb << 20).to_string()}}}}}})
 }
 
-async fn call(dd: &Instance, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut req = dd.req(method, path).bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    answer(req.send().await.unwrap()).await
-}
-
 async fn create(dd: &Instance, token: &str, body: Value) -> String {
     let (status, ws) = call(dd, token, Method::POST, "/api/workspace", Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{ws}");
     ws["id"].as_str().unwrap().to_string()
-}
-
-/// Waits until the workspace leaves STARTING/STOPPING; returns its status.
-async fn settled(dd: &Instance, token: &str, id: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (_, ws) = call(dd, token, Method::GET, &format!("/api/workspace/{id}"), None).await;
-        let status = ws["status"].as_str().unwrap_or_default().to_string();
-        if status != "STARTING" && status != "STOPPING" {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "workspace {id} did not settle: {ws}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn start(dd: &Instance, token: &str, id: &str) -> (StatusCode, Value) {

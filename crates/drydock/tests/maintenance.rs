@@ -7,28 +7,16 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_PASSWORD, Backend, Instance, answer, browser_like, docker_instance_with, sign_in, text};
+use common::{
+    ADMIN_PASSWORD, Backend, Instance, browser_like, call, docker_instance_with, sign_in, small_workspace, text,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const MESSAGE: &str = "Upgrading drydock; back at 14:00 UTC";
 
-fn config(name: &str, image: &str) -> Value {
-    json!({"name": name, "defaultEnv": "default", "environments": {"default": {
-        "recipe": {"type": "dockerimage", "location": image},
-        "machines": {"dev": {"attributes": {"memoryLimitBytes": "134217728"}}}}}})
-}
-
-async fn call(dd: &Instance, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut req = dd.req(method, path).bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    answer(req.send().await.unwrap()).await
-}
-
 async fn create(dd: &Instance, token: &str, name: &str, image: &str) -> (StatusCode, Value) {
-    call(dd, token, Method::POST, "/api/workspace", Some(config(name, image))).await
+    call(dd, token, Method::POST, "/api/workspace", Some(small_workspace(name, image))).await
 }
 
 async fn create_ok(dd: &Instance, token: &str, name: &str, image: &str) -> String {
@@ -92,7 +80,9 @@ async fn story(backend: Backend) {
         &admin,
         Method::POST,
         "/api/stack",
-        Some(json!({"name": "busybox", "description": "test", "workspaceConfig": config("from-stack", &image)})),
+        Some(
+            json!({"name": "busybox", "description": "test", "workspaceConfig": small_workspace("from-stack", &image)}),
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{stack}");
@@ -147,7 +137,8 @@ async fn story(backend: Backend) {
             .await;
     assert_maintenance(&from_stack, MESSAGE);
     let after =
-        call(&dd, &alice, Method::POST, "/api/workspace?start-after-create=true", Some(config("new", &image))).await;
+        call(&dd, &alice, Method::POST, "/api/workspace?start-after-create=true", Some(small_workspace("new", &image)))
+            .await;
     assert_maintenance(&after, MESSAGE);
     assert_maintenance(&start(&dd, &alice, &stopped).await, MESSAGE);
     assert_maintenance(&start(&dd, &alice, &running).await, MESSAGE);

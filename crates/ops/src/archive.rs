@@ -3,9 +3,8 @@
 //! Every entry is hashed as it is written; the manifest with the hashes comes last.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -40,13 +39,7 @@ impl<'p> ArchiveWriter<'p> {
         let dir = target.parent().unwrap_or(Path::new("."));
         let name = target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let temp = dir.join(format!(".{name}{PARTIAL_MARK}{}", std::process::id()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(OpsError::io("create", &temp))?;
+        let file = crate::instance::create_private(&temp)?;
         let mut encoder = Encoder::new(BufWriter::with_capacity(1 << 20, file), COMPRESSION_LEVEL)
             .map_err(OpsError::io("compress", &temp))?;
         // Compression runs on a worker thread while this one reads and hashes.

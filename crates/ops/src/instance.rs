@@ -109,6 +109,17 @@ pub fn read_trimmed(path: &Path) -> Result<String> {
     Ok(fs::read_to_string(path).map_err(OpsError::io("read", path))?.trim().to_string())
 }
 
+/// A new file only the owner may read (0600), replacing one of that name.
+pub fn create_private(path: &Path) -> Result<fs::File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(OpsError::io("create", path))
+}
+
 /// Writes a file whole or not at all: a temp file in the same directory, fsynced, renamed.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));

@@ -197,7 +197,7 @@ async fn apply(
     let of = database_of.clone();
     let (extracted, returned) = tokio::task::spawn_blocking(move || {
         let mut journal = owned_journal;
-        let result = job.run(&handle, of, &mut journal);
+        let result = job.run(&handle, of, &mut journal, None);
         (result, journal)
     })
     .await
@@ -329,7 +329,8 @@ struct VolumeUpload {
 }
 
 impl Extract {
-    fn run(&self, handle: &Handle, database_of: DatabaseOf, journal: &mut Journal) -> Result<()> {
+    /// Every entry to its place; with `only`, just that workspace's files.
+    fn run(&self, handle: &Handle, database_of: DatabaseOf, journal: &mut Journal, only: Option<&str>) -> Result<()> {
         let mut archive: ArchiveReader = archive::open(&self.archive)?;
         let mut upload: Option<VolumeUpload> = None;
         let read_error = |e: io::Error| OpsError::Step { step: "reading the archive".into(), reason: e.to_string() };
@@ -337,6 +338,15 @@ impl Extract {
             let mut entry = entry.map_err(read_error)?;
             let name = archive::entry_path(&entry);
             let volume = split_volume_entry(&name).map(|(w, rest)| (w.to_string(), rest.to_string()));
+            if let Some(only) = only
+                && volume.as_ref().is_none_or(|(w, _)| w != only)
+            {
+                // Its files are together in the archive: once past them, nothing more is wanted.
+                if upload.is_some() {
+                    break;
+                }
+                continue;
+            }
             if let Some(current) = &upload
                 && volume.as_ref().is_none_or(|(w, _)| *w != current.workspace)
             {
@@ -498,13 +508,7 @@ fn append_volume_entry(
 
 fn copy_to_file(entry: &mut tar::Entry<impl Read>, path: &Path, progress: &dyn Progress) -> Result<()> {
     let temp = path.with_extension("restoring");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(OpsError::io("create", &temp))?;
+    let mut file = crate::instance::create_private(&temp)?;
     let mut counting = archive::Hashing::new(entry, progress);
     io::copy(&mut counting, &mut file).map_err(OpsError::io("write", &temp))?;
     file.sync_all().map_err(OpsError::io("flush", &temp))?;
@@ -601,7 +605,10 @@ pub async fn restore_workspace(
         };
         let handle = Handle::current();
         let only = workspace.to_string();
-        tokio::task::spawn_blocking(move || job.run_volume(&handle, &only))
+        let mut journal = Journal::default();
+        let database_of: DatabaseOf =
+            Arc::new(|_: &Path| Err(OpsError::Refused("only workspace files are restored".into())));
+        tokio::task::spawn_blocking(move || job.run(&handle, database_of, &mut journal, Some(&only)))
             .await
             .map_err(OpsError::step("restoring"))??;
         fail_point("restore-workspace-after-upload")
@@ -624,31 +631,4 @@ pub async fn restore_workspace(
         return Err(OpsError::Step { step: format!("restoring workspace {workspace}"), reason });
     }
     Ok(saved)
-}
-
-impl Extract {
-    /// Only one workspace's files.
-    fn run_volume(&self, handle: &Handle, only: &str) -> Result<()> {
-        let mut archive: ArchiveReader = archive::open(&self.archive)?;
-        let mut upload: Option<VolumeUpload> = None;
-        let read_error = |e: io::Error| OpsError::Step { step: "reading the archive".into(), reason: e.to_string() };
-        for entry in archive.entries().map_err(read_error)? {
-            let mut entry = entry.map_err(read_error)?;
-            let name = archive::entry_path(&entry);
-            match split_volume_entry(&name) {
-                Some((workspace, relative)) if workspace == only => {
-                    if upload.is_none() {
-                        upload = Some(self.start_upload(only, handle)?);
-                    }
-                    let current = upload.as_mut().expect("started above");
-                    let relative = relative.to_string();
-                    append_volume_entry(&mut current.builder, &relative, &mut entry)
-                        .map_err(OpsError::step(format!("restoring the files of workspace {only}")))?;
-                }
-                _ if upload.is_some() => break,
-                _ => {}
-            }
-        }
-        self.finish_upload(upload.take(), handle)
-    }
 }

@@ -280,3 +280,33 @@ pub async fn docker_instance_with(
     dd.start().await;
     Some((dd, guard, image))
 }
+
+/// An API call with a Bearer token: the status and the parsed JSON body.
+pub async fn call(dd: &Instance, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut req = dd.req(method, path).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    answer(req.send().await.unwrap()).await
+}
+
+/// A one-machine (`dev`, 128 MiB) workspace config on the image.
+pub fn small_workspace(name: &str, image: &str) -> Value {
+    json!({"name": name, "defaultEnv": "default", "environments": {"default": {
+        "recipe": {"type": "dockerimage", "location": image},
+        "machines": {"dev": {"attributes": {"memoryLimitBytes": "134217728"}}}}}})
+}
+
+/// Waits (with a deadline) until the workspace leaves STARTING and STOPPING; its status.
+pub async fn settled(dd: &Instance, token: &str, id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, ws) = call(dd, token, Method::GET, &format!("/api/workspace/{id}"), None).await;
+        let status = ws["status"].as_str().unwrap_or_default().to_string();
+        if status != "STARTING" && status != "STOPPING" {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "workspace {id} did not settle: {ws}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
