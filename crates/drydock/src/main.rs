@@ -1,6 +1,6 @@
 //! The `drydock` binary: clap verbs (one module each), config loading, and the wiring of
 //! store, services and server. Admin verbs talk to the running server's API; only offline
-//! work (init, start) opens storage directly.
+//! work (init, start, backup, restore, upgrade) opens storage directly.
 
 mod client;
 mod cmd;
@@ -55,6 +55,9 @@ enum Command {
     /// Manage workspaces: list, create, start, stop, delete, exec, snapshot, ssh (through the running server).
     #[command(subcommand)]
     Workspace(cmd::workspace::WorkspaceCommand),
+    /// Upgrade the instance to this drydock: checks, maintenance, backup, migrations, restart
+    /// (`--plan` shows what it would do).
+    Upgrade(cmd::upgrade::UpgradeArgs),
     /// Maintenance mode: on (users may not create or start workspaces), off, status (through the running server).
     #[command(subcommand)]
     Maintenance(cmd::maintenance::MaintenanceCommand),
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
             Command::Backup(args) => cmd::backup::backup(&dir, &args).await,
             Command::Restore(args) => cmd::backup::restore(&dir, &args).await,
             Command::Maintenance(c) => cmd::maintenance::run(&dir, c).await,
+            Command::Upgrade(args) => cmd::upgrade::run(&dir, &args).await,
         }
     });
     match result {

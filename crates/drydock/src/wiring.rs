@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use drydock_core::runtime::{Runtime, Unavailable};
-use drydock_core::{Config, Store, VERSION};
+use drydock_core::{Config, Store};
 use drydock_docker::{DockerRuntime, DockerSettings};
+use drydock_ops::versions::{self, SCHEMA, Standing, VERSION};
 use drydock_store::{StoreOptions, connect, describe_url, resolve_url};
 
 use crate::instance::DataDir;
@@ -20,24 +21,94 @@ pub fn database_url(dir: &DataDir, config: &Config) -> String {
     resolve_url(&config.database.url, &dir.root)
 }
 
-/// Opens the store and brings its schema up to date; refuses a schema newer than this binary.
-pub async fn open_store(dir: &DataDir, config: &Config) -> Result<Arc<dyn Store>> {
+fn store_options(config: &Config) -> StoreOptions {
+    StoreOptions { max_connections: config.database.max_connections, busy_timeout: config.database.busy_timeout.0 }
+}
+
+/// Opens the store and brings its schema up to date: for `init`, on its new empty database
+/// (`upgrade` and `restore` migrate through `drydock-ops`). Refuses a schema newer than this
+/// binary.
+pub async fn open_store_migrating(dir: &DataDir, config: &Config) -> Result<Arc<dyn Store>> {
     let url = database_url(dir, config);
-    let options =
-        StoreOptions { max_connections: config.database.max_connections, busy_timeout: config.database.busy_timeout.0 };
-    let store = connect(&url, &options).await?;
+    let store = connect(&url, &store_options(config)).await?;
     let status =
         store.migrate().await.with_context(|| format!("cannot migrate the database {}", describe_url(&url)))?;
     if status.current > status.known {
+        bail!(newer_schema(&url, status.current, status.known));
+    }
+    Ok(store)
+}
+
+/// Opens the store of an existing instance without changing it: the instance's version file
+/// and its database's schema must be this binary's. An older instance is refused with the
+/// way forward (`drydock upgrade`), a newer one as a downgrade.
+pub async fn open_store(dir: &DataDir, config: &Config) -> Result<Arc<dyn Store>> {
+    check_instance_version(dir)?;
+    let url = database_url(dir, config);
+    let store = connect(&url, &store_options(config)).await?;
+    let status = store
+        .schema_status()
+        .await
+        .with_context(|| format!("cannot read the schema version of the database {}", describe_url(&url)))?;
+    if status.current > status.known {
+        bail!(newer_schema(&url, status.current, status.known));
+    }
+    if status.current < SCHEMA {
         bail!(
-            "the database {} has schema version {}, newer than this drydock {VERSION} knows (up to {}): \
-             run the drydock version that last used it, or a newer one",
+            "the database {} has schema version {}, older than this drydock {VERSION} needs ({SCHEMA}): \
+             upgrade the instance first with `drydock upgrade --data-dir {}` (`--plan` shows what it does)",
             describe_url(&url),
             status.current,
-            status.known
+            dir.root.display()
         );
     }
     Ok(store)
+}
+
+fn newer_schema(url: &str, current: i64, known: i64) -> String {
+    format!(
+        "the database {} has schema version {current}, newer than this drydock {VERSION} knows (up to {known}): \
+         run the drydock version that last used it, or a newer one",
+        describe_url(url)
+    )
+}
+
+/// The instance's version file must name this binary's version: an older instance needs
+/// `drydock upgrade`, a newer one a newer binary.
+pub fn check_instance_version(dir: &DataDir) -> Result<()> {
+    let version = dir.instance_version()?;
+    if !versions::is_version(&version) {
+        bail!(
+            "{} holds '{version}', not a drydock version: the instance's version file is damaged",
+            dir.version_file().display()
+        );
+    }
+    match versions::standing(&version) {
+        Standing::Current => Ok(()),
+        Standing::Newer => bail!(
+            "the instance in {} is at drydock {version}, newer than this drydock {VERSION}: \
+             a downgrade is not possible; run drydock {version} or newer",
+            dir.root.display()
+        ),
+        Standing::Upgradable => bail!(
+            "the instance in {} is at drydock {version}; this drydock is {VERSION}: \
+             upgrade it first with `drydock upgrade --data-dir {}` (`--plan` shows what it does)",
+            dir.root.display(),
+            dir.root.display()
+        ),
+        Standing::TooOld { first } => bail!(
+            "the instance in {} is at drydock {version}; this drydock {VERSION} upgrades from {} only: \
+             upgrade it to {first} first (with drydock {first}), then with `drydock upgrade`",
+            dir.root.display(),
+            versions::UPGRADES_FROM.join(", ")
+        ),
+        Standing::Unknown => bail!(
+            "the instance in {} is at drydock {version}, a release this drydock {VERSION} does not know: \
+             it upgrades from {} only",
+            dir.root.display(),
+            versions::UPGRADES_FROM.join(", ")
+        ),
+    }
 }
 
 /// The Docker Engine that runs workspaces (and the same engine for backups of their files).

@@ -45,10 +45,19 @@ impl Database {
         }
     }
 
-    fn url(&self) -> String {
+    /// The URL to connect to (for SQLite, made from the file's path).
+    pub fn url(&self) -> String {
         match self {
             Database::Sqlite(path) => format!("sqlite://{}", path.display()),
             Database::Postgres(url) => url.clone(),
+        }
+    }
+
+    /// The migrations this binary carries for this kind of database.
+    pub fn migrations(&self) -> &'static [drydock_store::Migration] {
+        match self {
+            Database::Sqlite(_) => drydock_store::MIGRATIONS_SQLITE,
+            Database::Postgres(_) => drydock_store::MIGRATIONS_POSTGRES,
         }
     }
 

@@ -1,4 +1,4 @@
-//! Operations on a whole drydock instance: backup, verify and restore, and the data
+//! Operations on a whole drydock instance: backup, verify, restore and upgrade, and the data
 //! directory they work on. The binary drives them; the server runs scheduled backups.
 //!
 //! An archive is `drydock-backup-<version>-<UTC time>.tar.zst`: a tar stream compressed with
@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod progress;
 pub mod restore;
 pub mod retention;
+pub mod upgrade;
 pub mod versions;
 
 pub use backup::{BackupOptions, BackupReport, Instance, backup};

@@ -72,7 +72,7 @@ pub async fn init_instance(dir: &DataDir, args: &InitArgs) -> Result<()> {
     let _ = std::fs::remove_file(dir.root.join(".write-test"));
 
     let loaded = config::load(&dir.root, &[])?;
-    let store = wiring::open_store(dir, &loaded.config).await?;
+    let store = wiring::open_store_migrating(dir, &loaded.config).await?;
     let users = store.count_users().await?;
     if users > 0 {
         bail!(

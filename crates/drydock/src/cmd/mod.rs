@@ -6,6 +6,7 @@ pub mod start;
 pub mod status;
 pub mod stop;
 pub mod token;
+pub mod upgrade;
 pub mod user;
 pub mod workspace;
 

@@ -54,6 +54,9 @@ pub async fn run(dir: &DataDir, args: &StartArgs) -> Result<ExitCode> {
             dir.running_url().map(|u| format!(", {u}")).unwrap_or_default()
         );
     }
+    // start never changes an instance's schema: an older one needs `drydock upgrade`. Checked
+    // here too so that `--detach` says so at once (the server checks the database itself).
+    wiring::check_instance_version(dir)?;
     let loaded = config::load(&dir.root, &flags(&args.listen))?;
     if args.detach {
         detach(dir, args).await?;

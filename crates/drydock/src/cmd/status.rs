@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use drydock_core::VERSION;
+use drydock_ops::versions::{self, SCHEMA, Standing, UPGRADES_FROM, VERSION};
 use serde_json::json;
 
 use crate::cmd::start::healthy;
@@ -75,16 +75,30 @@ pub async fn status(dir: &DataDir, args: &StatusArgs) -> Result<ExitCode> {
 
 pub fn version(dir: &DataDir, args: &VersionArgs) -> Result<ExitCode> {
     let instance_version = dir.instance_version().ok();
-    let schema = drydock_store::MIGRATIONS_SQLITE.iter().map(|m| m.version).max().unwrap_or(0);
     if args.json {
-        let report = json!({ "version": VERSION, "schema": schema, "instanceVersion": instance_version });
+        let report = json!({
+            "version": VERSION,
+            "schema": SCHEMA,
+            "upgradesFrom": UPGRADES_FROM,
+            "instanceVersion": instance_version,
+        });
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("drydock {VERSION} (database schema {schema})");
-        match instance_version {
-            Some(v) => println!("instance in {}: {v}", dir.root.display()),
-            None => println!("no instance in {}", dir.root.display()),
-        }
+        return Ok(ExitCode::SUCCESS);
     }
+    println!("drydock {VERSION} (database schema {SCHEMA})");
+    println!("upgrades from: {}", UPGRADES_FROM.join(", "));
+    let Some(version) = instance_version else {
+        println!("no instance in {}", dir.root.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    let hint = match versions::standing(&version) {
+        _ if !versions::is_version(&version) => " (not a version: the version file is damaged)".to_string(),
+        Standing::Current => String::new(),
+        Standing::Upgradable => " (upgrade it with `drydock upgrade`; `--plan` shows the steps)".to_string(),
+        Standing::Newer => format!(" (newer than this drydock: run drydock {version} or newer)"),
+        Standing::TooOld { first } => format!(" (upgrade it to {first} first, with drydock {first})"),
+        Standing::Unknown => " (a release this drydock does not know)".to_string(),
+    };
+    println!("instance in {}: {version}{hint}", dir.root.display());
     Ok(ExitCode::SUCCESS)
 }
