@@ -54,4 +54,4 @@ pub mod testing;
 mod volumes;
 
 pub use runtime::{DockerRuntime, DockerSettings};
-pub use volumes::{ByteStream, LABEL_HELPER, ProjectsHelper};
+pub use volumes::{ByteStream, HELPER_ROOT, LABEL_HELPER, VolumesHelper};

@@ -1,10 +1,11 @@
 //! Reading and writing what a workspace keeps on the engine, for backup and restore: its
 //! `/projects` volume as a tar stream, and images saved and loaded as `docker save` tars.
 //!
-//! A volume is read and written through a helper container that mounts it and never runs:
-//! the Engine's archive endpoints work on a created container, and its image is an empty
-//! root filesystem drydock imports itself (nothing is pulled), labelled with the instance so
-//! it goes with the instance's other objects.
+//! Volumes are read and written through a helper container that mounts them at
+//! `/v/<workspace>` and never runs: the Engine's archive endpoints work on a created
+//! container and cross into its mounts, so one request carries every workspace's files. Its
+//! image is an empty root filesystem drydock imports itself (nothing is pulled), labelled with
+//! the instance so it goes with the instance's other objects.
 
 use std::collections::HashMap;
 
@@ -15,7 +16,7 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, RemoveVolumeOptions, UploadToContainerOptionsBuilder,
 };
 use bytes::Bytes;
-use drydock_core::runtime::{LABEL_INSTANCE, LABEL_WORKSPACE, PROJECTS_PATH, RuntimeError};
+use drydock_core::runtime::{LABEL_INSTANCE, LABEL_WORKSPACE, RuntimeError};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
@@ -29,21 +30,26 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, RuntimeError>>;
 /// Marks the helper image, so that a backup of the instance's images leaves it out.
 pub const LABEL_HELPER: &str = "drydock.helper";
 
-/// A created, never started container that mounts one workspace's `/projects` volume.
-pub struct ProjectsHelper {
+/// Where the helper mounts the volumes: `/v/<workspace>`, so archive entries are named
+/// `v/<workspace>/…`.
+pub const HELPER_ROOT: &str = "v";
+
+/// A created, never started container that mounts workspaces' `/projects` volumes at
+/// `/v/<workspace>`.
+pub struct VolumesHelper {
     runtime: DockerRuntime,
     id: String,
 }
 
-impl ProjectsHelper {
-    /// The volume's files as a tar stream; entries are named `projects/…`.
+impl VolumesHelper {
+    /// Every mounted volume's files as one tar stream: `v/`, then `v/<workspace>/…` for each.
     pub fn download(&self) -> ByteStream {
-        let options = DownloadFromContainerOptionsBuilder::default().path(PROJECTS_PATH).build();
+        let options = DownloadFromContainerOptionsBuilder::default().path(&format!("/{HELPER_ROOT}")).build();
         self.runtime.docker.download_from_container(&self.id, Some(options)).map_err(engine).boxed()
     }
 
-    /// Unpacks a tar stream shaped like [`download`](Self::download)'s (entries `projects/…`,
-    /// the first being `/projects` itself, whose owner and mode it sets) into the volume.
+    /// Unpacks a tar stream shaped like [`download`](Self::download)'s into the volumes; the
+    /// entry `v/<workspace>` itself sets the owner and mode of that volume's root.
     pub async fn upload(&self, tar: BoxStream<'static, Result<Bytes, std::io::Error>>) -> Result<(), RuntimeError> {
         let options = UploadToContainerOptionsBuilder::default().path("/").build();
         self.runtime
@@ -121,11 +127,20 @@ impl DockerRuntime {
         }
     }
 
-    /// A helper container mounting the workspace's `/projects` volume, which is created
+    /// A helper container mounting the workspaces' `/projects` volumes, each created
     /// (labelled like a start creates it) when missing.
-    pub async fn projects_helper(&self, workspace: &str) -> Result<ProjectsHelper, RuntimeError> {
-        check_name_part("workspace id", workspace)?;
-        self.ensure_volume(workspace).await?;
+    pub async fn volumes_helper(&self, workspaces: &[String]) -> Result<VolumesHelper, RuntimeError> {
+        let mut mounts = Vec::with_capacity(workspaces.len());
+        for workspace in workspaces {
+            check_name_part("workspace id", workspace)?;
+            self.ensure_volume(workspace).await?;
+            mounts.push(Mount {
+                target: Some(format!("/{HELPER_ROOT}/{workspace}")),
+                source: Some(volume_name(&self.instance, workspace)),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            });
+        }
         let image = self.helper_image().await?;
         let body = ContainerCreateBody {
             image: Some(image),
@@ -135,22 +150,13 @@ impl DockerRuntime {
                 (LABEL_INSTANCE.to_string(), self.instance.clone()),
                 (LABEL_HELPER.to_string(), "volume".to_string()),
             ])),
-            host_config: Some(HostConfig {
-                mounts: Some(vec![Mount {
-                    target: Some(PROJECTS_PATH.to_string()),
-                    source: Some(volume_name(&self.instance, workspace)),
-                    typ: Some(MountType::VOLUME),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
+            host_config: Some(HostConfig { mounts: Some(mounts), ..Default::default() }),
             ..Default::default()
         };
-        let name =
-            format!("drydock-{}-{workspace}-volume-helper-{}", self.instance, drydock_core::ids::random_lower(6));
+        let name = format!("drydock-{}-volume-helper-{}", self.instance, drydock_core::ids::random_lower(8));
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         let created = self.docker.create_container(Some(options), body).await.map_err(engine)?;
-        Ok(ProjectsHelper { runtime: self.clone(), id: created.id })
+        Ok(VolumesHelper { runtime: self.clone(), id: created.id })
     }
 
     /// The empty image helper containers are made from, imported once per instance.

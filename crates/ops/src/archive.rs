@@ -43,7 +43,9 @@ impl<'p> ArchiveWriter<'p> {
         let mut encoder = Encoder::new(BufWriter::with_capacity(1 << 20, file), COMPRESSION_LEVEL)
             .map_err(OpsError::io("compress", &temp))?;
         // Compression runs on a worker thread while this one reads and hashes.
-        encoder.multithread(1).map_err(OpsError::io("compress", &temp))?;
+        encoder
+            .multithread(std::env::var("ZW").ok().and_then(|v| v.parse().ok()).unwrap_or(1))
+            .map_err(OpsError::io("compress", &temp))?;
         let mut builder = tar::Builder::new(encoder);
         builder.mode(tar::HeaderMode::Complete);
         Ok(ArchiveWriter { builder: Some(builder), entries: Vec::new(), temp, target: target.to_path_buf(), progress })

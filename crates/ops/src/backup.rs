@@ -12,9 +12,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use drydock_core::Config;
 use drydock_core::workspace::{WorkspaceFilter, spec};
-use drydock_docker::{ByteStream, DockerRuntime};
+use drydock_docker::{ByteStream, DockerRuntime, HELPER_ROOT};
 use drydock_store::{StoreOptions, connect};
-use futures::TryStreamExt;
 use tokio::runtime::Handle;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
@@ -22,7 +21,7 @@ use crate::archive::{ArchiveWriter, sweep_partials};
 use crate::database::Database;
 use crate::error::{OpsError, Result};
 use crate::instance::DataDir;
-use crate::manifest::{IMAGES_ENTRY, INSTANCE_PREFIX, Manifest, volume_entry};
+use crate::manifest::{IMAGES_ENTRY, INSTANCE_PREFIX, Manifest, VOLUMES_PREFIX};
 use crate::progress::Progress;
 
 /// An instance as the operations see it: its data dir, its config, its database.
@@ -125,9 +124,8 @@ pub async fn backup(
         append_instance_files(&mut archive, &instance)?;
         archive.append_file(instance.database.entry(), &db_copy)?;
         if let Some(runtime) = &runtime {
-            for workspace in &workspaces {
-                progress.step(&format!("workspace {workspace}"));
-                append_projects(&mut archive, runtime, workspace, &handle)?;
+            if !workspaces.is_empty() {
+                append_volumes(&mut archive, runtime, &workspaces, progress.as_ref(), &handle)?;
             }
             if !images.is_empty() {
                 progress.step("images");
@@ -214,45 +212,63 @@ fn append_instance_files(archive: &mut ArchiveWriter, instance: &Instance) -> Re
     Ok(())
 }
 
-/// A workspace's `/projects`, entry by entry as the engine sends them: `projects/x` becomes
-/// `volumes/<ws>/x`, so a plain `tar` can pull one file out of a backup.
-fn append_projects(
+/// The workspaces' `/projects`, entry by entry as the engine sends them in one stream:
+/// `v/<ws>/x` becomes `volumes/<ws>/x`, so a plain `tar` can pull one file out of a backup.
+fn append_volumes(
     archive: &mut ArchiveWriter,
     runtime: &DockerRuntime,
-    workspace: &str,
+    workspaces: &[String],
+    progress: &dyn Progress,
     handle: &Handle,
 ) -> Result<()> {
-    let step = || format!("reading the /projects of workspace {workspace}");
-    let helper = handle.block_on(runtime.projects_helper(workspace)).map_err(OpsError::step(step()))?;
+    let step = || "reading the workspaces' /projects".to_string();
+    let helper = handle.block_on(runtime.volumes_helper(workspaces)).map_err(OpsError::step(step()))?;
     let result = (|| -> Result<()> {
         let mut tar = tar::Archive::new(sync_reader(helper.download(), handle));
         let entries = tar.entries().map_err(OpsError::step(step()))?;
+        let mut current = String::new();
         for entry in entries {
             let entry = entry.map_err(OpsError::step(step()))?;
             let path = crate::archive::entry_path(&entry);
-            let relative = path.split_once('/').map(|(_, rest)| rest).unwrap_or("").trim_end_matches('/');
+            // `v/` itself is the helper's, not a workspace's.
+            let Some(inside) = helper_path(&path) else { continue };
+            let workspace = inside.split('/').next().unwrap_or_default();
+            if workspace != current {
+                current = workspace.to_string();
+                progress.step(&format!("workspace {current}"));
+            }
             let mut header = crate::archive::fresh_header(entry.header());
-            let path = volume_entry(workspace, relative);
+            // The volume's root is `volumes/<ws>/`, as tar names a directory.
+            let name = if inside.contains('/') {
+                format!("{VOLUMES_PREFIX}{inside}")
+            } else {
+                format!("{VOLUMES_PREFIX}{inside}/")
+            };
             let kind = header.entry_type();
             if kind.is_symlink() || kind.is_hard_link() {
                 // Read through the entry: a long target lives in an extension header.
                 let target = entry.link_name().map_err(OpsError::step(step()))?.unwrap_or_default();
                 let target = target.to_string_lossy().to_string();
-                let target = if kind.is_hard_link() {
+                let target = match (kind.is_hard_link(), helper_path(&target)) {
                     // A hard link names another file of the archive.
-                    volume_entry(workspace, target.split_once('/').map(|(_, rest)| rest).unwrap_or(""))
-                } else {
-                    target
+                    (true, Some(inside)) => format!("{VOLUMES_PREFIX}{inside}"),
+                    _ => target,
                 };
-                archive.append_link(&mut header, &path, &target)?;
+                archive.append_link(&mut header, &name, &target)?;
             } else {
-                archive.append(&mut header, &path, entry)?;
+                archive.append(&mut header, &name, entry)?;
             }
         }
         Ok(())
     })();
     handle.block_on(helper.remove());
     result
+}
+
+/// `v/<ws>/x` → `<ws>/x` (and `v/<ws>/` → `<ws>`); `None` for `v/` itself.
+fn helper_path(path: &str) -> Option<&str> {
+    let inside = path.strip_prefix(HELPER_ROOT)?.strip_prefix('/')?.trim_end_matches('/');
+    (!inside.is_empty()).then_some(inside)
 }
 
 /// The images as one `docker save` tar. The engine does not say its size first, so it is
@@ -309,11 +325,25 @@ fn database_url(database: &Database) -> String {
     }
 }
 
-/// The engine's byte stream as a blocking reader, for the archive's thread.
+/// The engine's byte stream as a blocking reader, for the archive's thread. A task reads
+/// ahead into a buffer of up to [`READ_AHEAD`] chunks, so the engine keeps producing while
+/// the archive's thread hashes and compresses.
 pub(crate) fn sync_reader(stream: ByteStream, handle: &Handle) -> impl Read {
-    let stream = stream.map_err(io::Error::other);
-    SyncIoBridge::new_with_handle(StreamReader::new(stream), handle.clone())
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(READ_AHEAD);
+    handle.spawn(async move {
+        let mut stream = stream;
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            let failed = chunk.is_err();
+            if tx.send(chunk.map_err(io::Error::other)).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    SyncIoBridge::new_with_handle(StreamReader::new(tokio_stream::wrappers::ReceiverStream::new(rx)), handle.clone())
 }
+
+/// Chunks of the engine's stream read ahead (the engine sends up to 32 KiB a chunk).
+const READ_AHEAD: usize = 512;
 
 pub(crate) struct RemoveOnDrop(pub PathBuf);
 

@@ -52,12 +52,8 @@ impl Manifest {
     }
 }
 
-/// The entry path of a file inside a workspace's `/projects`.
-pub fn volume_entry(workspace: &str, relative: &str) -> String {
-    format!("{VOLUMES_PREFIX}{workspace}/{relative}")
-}
-
 /// The workspace an entry belongs to, and the path inside its `/projects`.
 pub fn split_volume_entry(path: &str) -> Option<(&str, &str)> {
-    path.strip_prefix(VOLUMES_PREFIX)?.split_once('/')
+    let inside = path.strip_prefix(VOLUMES_PREFIX)?;
+    Some(inside.split_once('/').unwrap_or((inside, ""))).filter(|(workspace, _)| !workspace.is_empty())
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Utc;
-use drydock_docker::{DockerRuntime, DockerSettings};
+use drydock_docker::{DockerRuntime, DockerSettings, HELPER_ROOT};
 use futures::StreamExt;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -189,6 +189,7 @@ async fn apply(
         root: root.clone(),
         archive: archive_path.clone(),
         runtime: runtime.cloned(),
+        workspaces: manifest.workspaces.clone(),
         stamp,
         progress: progress.clone(),
     };
@@ -281,8 +282,10 @@ pub async fn save_volume(runtime: &DockerRuntime, workspace: &str, dest: &Path) 
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent).map_err(OpsError::io("create", parent))?;
     }
-    let helper =
-        runtime.projects_helper(workspace).await.map_err(OpsError::step(format!("reading workspace {workspace}")))?;
+    let helper = runtime
+        .volumes_helper(&[workspace.to_string()])
+        .await
+        .map_err(OpsError::step(format!("reading workspace {workspace}")))?;
     let dest_owned = dest.to_path_buf();
     let handle = Handle::current();
     let stream = helper.download();
@@ -305,8 +308,10 @@ pub async fn save_volume(runtime: &DockerRuntime, workspace: &str, dest: &Path) 
 /// Writes a file [`save_volume`] made back into the workspace's (new) volume.
 pub async fn load_volume(runtime: &DockerRuntime, workspace: &str, source: &Path) -> Result<()> {
     let file = tokio::fs::File::open(source).await.map_err(OpsError::io("open", source))?;
-    let helper =
-        runtime.projects_helper(workspace).await.map_err(OpsError::step(format!("writing workspace {workspace}")))?;
+    let helper = runtime
+        .volumes_helper(&[workspace.to_string()])
+        .await
+        .map_err(OpsError::step(format!("writing workspace {workspace}")))?;
     let result = helper.upload(tokio_util::io::ReaderStream::new(file).boxed()).await;
     helper.remove().await;
     result.map_err(OpsError::step(format!("writing the files of workspace {workspace}")))
@@ -317,13 +322,14 @@ struct Extract {
     root: PathBuf,
     archive: PathBuf,
     runtime: Option<DockerRuntime>,
+    /// The workspaces whose volumes are written (all the archive holds, or the one asked for).
+    workspaces: Vec<String>,
     stamp: String,
     progress: Arc<dyn Progress>,
 }
 
-/// A workspace's files on their way to the engine.
+/// The workspaces' files on their way to the engine, in one stream.
 struct VolumeUpload {
-    workspace: String,
     builder: tar::Builder<ChannelWriter>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
@@ -333,6 +339,7 @@ impl Extract {
     fn run(&self, handle: &Handle, database_of: DatabaseOf, journal: &mut Journal, only: Option<&str>) -> Result<()> {
         let mut archive: ArchiveReader = archive::open(&self.archive)?;
         let mut upload: Option<VolumeUpload> = None;
+        let mut current_workspace = String::new();
         let read_error = |e: io::Error| OpsError::Step { step: "reading the archive".into(), reason: e.to_string() };
         for entry in archive.entries().map_err(read_error)? {
             let mut entry = entry.map_err(read_error)?;
@@ -347,9 +354,7 @@ impl Extract {
                 }
                 continue;
             }
-            if let Some(current) = &upload
-                && volume.as_ref().is_none_or(|(w, _)| *w != current.workspace)
-            {
+            if upload.is_some() && volume.is_none() {
                 self.finish_upload(upload.take(), handle)?;
             }
             if let Some(relative) = name.strip_prefix(INSTANCE_PREFIX) {
@@ -358,10 +363,14 @@ impl Extract {
                 self.write_database(&name, &mut entry, &database_of, journal, handle)?;
             } else if let Some((workspace, relative)) = volume {
                 if upload.is_none() {
-                    upload = Some(self.start_upload(&workspace, handle)?);
+                    upload = Some(self.start_upload(handle)?);
                 }
                 let current = upload.as_mut().expect("started above");
-                append_volume_entry(&mut current.builder, &relative, &mut entry)
+                if current_workspace != workspace {
+                    self.progress.step(&format!("workspace {workspace}"));
+                    current_workspace = workspace.clone();
+                }
+                append_volume_entry(&mut current.builder, &workspace, &relative, &mut entry)
                     .map_err(OpsError::step(format!("restoring the files of workspace {workspace}")))?;
             } else if name == IMAGES_ENTRY {
                 self.load_images(&mut entry, handle)?;
@@ -442,31 +451,30 @@ impl Extract {
         }
     }
 
-    fn start_upload(&self, workspace: &str, handle: &Handle) -> Result<VolumeUpload> {
+    fn start_upload(&self, handle: &Handle) -> Result<VolumeUpload> {
         let runtime = self
             .runtime
             .clone()
             .ok_or_else(|| OpsError::Refused("restoring workspace files needs the Docker engine".into()))?;
         let helper = handle
-            .block_on(runtime.projects_helper(workspace))
-            .map_err(OpsError::step(format!("creating the volume of workspace {workspace}")))?;
-        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
-        let workspace_owned = workspace.to_string();
+            .block_on(runtime.volumes_helper(&self.workspaces))
+            .map_err(OpsError::step("creating the workspaces' volumes"))?;
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(UPLOAD_AHEAD);
         let task = handle.spawn(async move {
             let result = helper.upload(ReceiverStream::new(rx).boxed()).await;
             helper.remove().await;
-            result.map_err(OpsError::step(format!("writing the files of workspace {workspace_owned}")))
+            result.map_err(OpsError::step("writing the workspaces' files"))
         });
         let mut builder = tar::Builder::new(ChannelWriter::new(tx));
         builder.mode(tar::HeaderMode::Complete);
-        Ok(VolumeUpload { workspace: workspace.to_string(), builder, task })
+        Ok(VolumeUpload { builder, task })
     }
 
     fn finish_upload(&self, upload: Option<VolumeUpload>, handle: &Handle) -> Result<()> {
         let Some(upload) = upload else { return Ok(()) };
-        let step = format!("restoring the files of workspace {}", upload.workspace);
+        let step = "restoring the workspaces' files";
         let written = upload.builder.into_inner().and_then(|mut w| w.flush());
-        let uploaded = handle.block_on(upload.task).map_err(OpsError::step(step.clone()))?;
+        let uploaded = handle.block_on(upload.task).map_err(OpsError::step(step))?;
         uploaded?;
         written.map_err(OpsError::step(step))
     }
@@ -485,20 +493,25 @@ impl Extract {
     }
 }
 
-/// Re-creates the entry under `projects/`, the shape the engine's archive upload takes.
+/// Re-creates the entry under `v/<workspace>/`, where the volume helper mounts the volume.
 fn append_volume_entry(
     builder: &mut tar::Builder<ChannelWriter>,
+    workspace: &str,
     relative: &str,
     entry: &mut tar::Entry<impl Read>,
 ) -> io::Result<()> {
     let relative = relative.trim_end_matches('/');
-    let path = if relative.is_empty() { "projects".to_string() } else { format!("projects/{relative}") };
+    let path = if relative.is_empty() {
+        format!("{HELPER_ROOT}/{workspace}")
+    } else {
+        format!("{HELPER_ROOT}/{workspace}/{relative}")
+    };
     let mut header = archive::fresh_header(entry.header());
     let kind = header.entry_type();
     if kind.is_symlink() || kind.is_hard_link() {
         let target = entry.link_name()?.map(|t| t.to_string_lossy().to_string()).unwrap_or_default();
         let target = match (kind.is_hard_link(), split_volume_entry(&target)) {
-            (true, Some((_, inside))) => format!("projects/{inside}"),
+            (true, Some((w, inside))) => format!("{HELPER_ROOT}/{w}/{inside}"),
             _ => target,
         };
         return builder.append_link(&mut header, &path, target);
@@ -522,6 +535,8 @@ struct ChannelWriter {
 }
 
 const CHUNK: usize = 256 * 1024;
+/// Chunks queued for the engine while the archive is read on.
+const UPLOAD_AHEAD: usize = 32;
 
 impl ChannelWriter {
     fn new(tx: mpsc::Sender<io::Result<Bytes>>) -> Self {
@@ -600,6 +615,7 @@ pub async fn restore_workspace(
             root: dir.root.clone(),
             archive: archive_path.to_path_buf(),
             runtime: Some(runtime.clone()),
+            workspaces: vec![workspace.to_string()],
             stamp: stamp(),
             progress: progress.clone(),
         };
