@@ -9,7 +9,9 @@
 //! uses) and unpacks into a temp dir; drydock reads and writes the same files through the
 //! Engine API, hashes every entry, and adds the database, config and manifest. drydock's
 //! restore includes its verification pass over the whole archive. Throughput is the project
-//! bytes over the wall time of the whole command.
+//! bytes over the wall time of the whole command; every timed operation starts after `sync`.
+//! The engine's own archive endpoints are timed too (one read of every volume, one write of
+//! them from a tar file): the ceiling of anything that goes through the Engine API.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -92,6 +94,12 @@ pub fn run(args: &[String]) -> Result<()> {
     eprintln!("   {bytes} bytes written");
 
     let scratch = tempfile::Builder::new().prefix("drydock-bench-backup.").tempdir()?;
+    // The volumes as the helper container's upload takes them (`v/<workspace>/…`), once.
+    let volume_tar = scratch.path().join("volumes.tar");
+    helper_tar(&volume_dirs, &ids, &volume_tar)?;
+    let engine_runtime = rt
+        .block_on(drydock_docker::DockerRuntime::connect(&instance_id, Default::default()))
+        .map_err(anyhow::Error::msg)?;
     let mut results = Results::default();
     for run in 0..runs {
         // Baseline backup, then drydock's; baseline restore, then drydock's.
@@ -106,6 +114,11 @@ pub fn run(args: &[String]) -> Result<()> {
         let archive = only_file(&out_dir)?;
         results.sizes = (file_size(&base_archive)?, file_size(&archive)?);
 
+        // The engine's own archive endpoints, with no archive around them: what any reader
+        // or writer of volumes through the Engine API pays.
+        let took = timed(|| engine_download(&rt, &engine_runtime, &ids))?;
+        results.engine_download.push(took);
+
         let unpacked = scratch.path().join("baseline-restore");
         let took = timed(|| zstd_untar(&base_archive, &unpacked))?;
         results.base_restore.push(took);
@@ -118,6 +131,8 @@ pub fn run(args: &[String]) -> Result<()> {
         let archive_arg = archive.display().to_string();
         let took = timed(|| instance.cli("restore", &[&archive_arg]).map(|_| ()))?;
         results.drydock_restore.push(took);
+        let took = timed(|| engine_upload(&rt, &engine_runtime, &ids, &volume_tar))?;
+        results.engine_upload.push(took);
         std::fs::remove_dir_all(&out_dir)?;
         eprintln!(
             "  run {run}: backup drydock {:.2} s, baseline {:.2} s; restore drydock {:.2} s, baseline {:.2} s",
@@ -149,6 +164,8 @@ pub fn run(args: &[String]) -> Result<()> {
 
 #[derive(Default)]
 struct Results {
+    engine_download: Vec<Duration>,
+    engine_upload: Vec<Duration>,
     base_backup: Vec<Duration>,
     drydock_backup: Vec<Duration>,
     base_restore: Vec<Duration>,
@@ -166,15 +183,15 @@ fn report(header: &str, bytes: u64, r: &Results) -> String {
     let _ = writeln!(out, "| --- | ---: | ---: | ---: |");
     let mib = bytes as f64 / f64::from(1 << 20);
     let mut ratios = Vec::new();
+    let med = |v: &Vec<Duration>| {
+        let mut s: Vec<f64> = v.iter().map(Duration::as_secs_f64).collect();
+        s.sort_by(f64::total_cmp);
+        median(&s)
+    };
     for (label, command, base, ours) in [
         ("backup", "`tar -cf - … | zstd`", &r.base_backup, &r.drydock_backup),
         ("restore", "`zstd -d | tar -xf -`", &r.base_restore, &r.drydock_restore),
     ] {
-        let med = |v: &Vec<Duration>| {
-            let mut s: Vec<f64> = v.iter().map(Duration::as_secs_f64).collect();
-            s.sort_by(f64::total_cmp);
-            median(&s)
-        };
         let (theirs, mine) = (med(base), med(ours));
         let ratio = theirs / mine;
         ratios.push(ratio);
@@ -185,6 +202,15 @@ fn report(header: &str, bytes: u64, r: &Results) -> String {
             mib / theirs
         );
     }
+    let (down, up) = (med(&r.engine_download), med(&r.engine_upload));
+    let _ = writeln!(
+        out,
+        "\nThe engine's archive endpoints alone, the same files (median): reading every volume through one \
+         `GET /containers/{{id}}/archive` into nothing {down:.2} s, {:.0} MiB/s; writing them through one \
+         `PUT /containers/{{id}}/archive` from a tar file {up:.2} s, {:.0} MiB/s.",
+        mib / down,
+        mib / up
+    );
     let met = ratios.iter().all(|r| *r >= AIM);
     let _ = writeln!(
         out,
@@ -194,7 +220,10 @@ fn report(header: &str, bytes: u64, r: &Results) -> String {
     out
 }
 
+/// Times one operation, after `sync`: the dirty pages the one before left are written out
+/// first, so that no operation pays for another's writes.
 fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
+    run_checked(&mut Command::new("sync"), "sync")?;
     let started = Instant::now();
     f()?;
     Ok(started.elapsed())
@@ -263,17 +292,26 @@ impl XorShift {
     }
 }
 
+/// `tar -cf - -C /var/lib/docker/volumes <volume>/_data … | zstd`: each volume under its own name.
 fn tar_zstd(dirs: &[PathBuf], archive: &Path) -> Result<()> {
     let mut tar = Command::new("tar");
     tar.arg("-cf").arg("-");
     for dir in dirs {
-        tar.arg("-C").arg(dir).arg(".");
+        let (parent, name) = volume_parts(dir)?;
+        tar.arg("-C").arg(parent).arg(name);
     }
     let mut tar = tar.stdout(Stdio::piped()).spawn().context("cannot run tar")?;
     let stdout = tar.stdout.take().context("tar's output")?;
     let zstd = Command::new("zstd").args(["-q", "-3", "-f", "-o"]).arg(archive).stdin(stdout).status()?;
     ensure!(tar.wait()?.success() && zstd.success(), "tar | zstd failed");
     Ok(())
+}
+
+/// `/var/lib/docker/volumes/<name>/_data` → (`/var/lib/docker/volumes`, `<name>/_data`).
+fn volume_parts(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let volume = dir.parent().context("a volume's directory has a parent")?;
+    let parent = volume.parent().context("a volume's directory has a parent")?;
+    Ok((parent.to_path_buf(), dir.strip_prefix(parent)?.to_path_buf()))
 }
 
 fn zstd_untar(archive: &Path, into: &Path) -> Result<()> {
@@ -293,4 +331,61 @@ fn only_file(dir: &Path) -> Result<PathBuf> {
 
 fn file_size(path: &Path) -> Result<u64> {
     Ok(std::fs::metadata(path)?.len())
+}
+
+/// The volumes' files as one tar shaped like the helper's (`v/<workspace>/…`).
+fn helper_tar(dirs: &[PathBuf], ids: &[String], into: &Path) -> Result<()> {
+    let mut tar = Command::new("tar");
+    tar.arg("-cf").arg(into);
+    for (dir, id) in dirs.iter().zip(ids) {
+        let (parent, name) = volume_parts(dir)?;
+        let from = name.display().to_string();
+        tar.arg(format!("--transform=s,^{from},v/{id},")).arg("-C").arg(parent).arg(name);
+    }
+    run_checked(&mut tar, "tar of the volumes")?;
+    Ok(())
+}
+
+/// Every volume through the helper's one download, into nothing.
+fn engine_download(
+    rt: &tokio::runtime::Runtime,
+    runtime: &drydock_docker::DockerRuntime,
+    ids: &[String],
+) -> Result<()> {
+    rt.block_on(async {
+        let helper = runtime.volumes_helper(ids).await.map_err(anyhow::Error::msg)?;
+        let mut stream = helper.download();
+        let mut bytes = 0u64;
+        let mut failed = None;
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            match chunk {
+                Ok(chunk) => bytes += chunk.len() as u64,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(stream);
+        helper.remove().await;
+        ensure!(failed.is_none(), "the engine's download failed: {failed:?}");
+        ensure!(bytes > 0, "the engine's download was empty");
+        Ok(())
+    })
+}
+
+/// The tar file through the helper's one upload, over the volumes' own files.
+fn engine_upload(
+    rt: &tokio::runtime::Runtime,
+    runtime: &drydock_docker::DockerRuntime,
+    ids: &[String],
+    tar: &Path,
+) -> Result<()> {
+    rt.block_on(async {
+        let file = tokio::fs::File::open(tar).await?;
+        let helper = runtime.volumes_helper(ids).await.map_err(anyhow::Error::msg)?;
+        let result = helper.upload(futures::StreamExt::boxed(tokio_util::io::ReaderStream::new(file))).await;
+        helper.remove().await;
+        result.map_err(anyhow::Error::msg)
+    })
 }

@@ -22,6 +22,11 @@ const MAX_PROBLEMS: usize = 20;
 type Encoder = zstd::stream::write::Encoder<'static, BufWriter<File>>;
 pub type ArchiveReader = tar::Archive<zstd::stream::read::Decoder<'static, BufReader<File>>>;
 
+/// zstd's worker threads: one a core, up to four (past that the engine's stream is slower).
+fn compression_workers() -> u32 {
+    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1).clamp(1, 4)
+}
+
 /// Marks a temporary archive: `.<final name>.partial-<pid>`.
 const PARTIAL_MARK: &str = ".partial-";
 
@@ -42,10 +47,8 @@ impl<'p> ArchiveWriter<'p> {
         let file = crate::instance::create_private(&temp)?;
         let mut encoder = Encoder::new(BufWriter::with_capacity(1 << 20, file), COMPRESSION_LEVEL)
             .map_err(OpsError::io("compress", &temp))?;
-        // Compression runs on a worker thread while this one reads and hashes.
-        encoder
-            .multithread(std::env::var("ZW").ok().and_then(|v| v.parse().ok()).unwrap_or(1))
-            .map_err(OpsError::io("compress", &temp))?;
+        // Compression runs on worker threads while this one reads and hashes.
+        encoder.multithread(compression_workers()).map_err(OpsError::io("compress", &temp))?;
         let mut builder = tar::Builder::new(encoder);
         builder.mode(tar::HeaderMode::Complete);
         Ok(ArchiveWriter { builder: Some(builder), entries: Vec::new(), temp, target: target.to_path_buf(), progress })
