@@ -112,6 +112,9 @@ pub fn run(args: &[String]) -> Result<()> {
         let took = timed(|| instance.cli("backup", &["--out", &out]).map(|_| ()))?;
         results.drydock_backup.push(took);
         let archive = only_file(&out_dir)?;
+        let archive_arg = archive.display().to_string();
+        let took = timed(|| instance.cli("backup", &["verify", &archive_arg]).map(|_| ()))?;
+        results.drydock_verify.push(took);
         results.sizes = (file_size(&base_archive)?, file_size(&archive)?);
 
         // The engine's own archive endpoints, with no archive around them: what any reader
@@ -128,7 +131,6 @@ pub fn run(args: &[String]) -> Result<()> {
         // drydock restores into the wiped instance: no data dir, no volumes.
         std::fs::remove_dir_all(instance.data_dir())?;
         rt.block_on(drydock_docker::testing::remove_instance_objects(&instance_id)).map_err(anyhow::Error::msg)?;
-        let archive_arg = archive.display().to_string();
         let took = timed(|| instance.cli("restore", &[&archive_arg]).map(|_| ()))?;
         results.drydock_restore.push(took);
         let took = timed(|| engine_upload(&rt, &engine_runtime, &ids, &volume_tar))?;
@@ -165,6 +167,8 @@ pub fn run(args: &[String]) -> Result<()> {
 #[derive(Default)]
 struct Results {
     engine_download: Vec<Duration>,
+    /// `drydock backup verify`: the pass a restore makes before it changes anything.
+    drydock_verify: Vec<Duration>,
     engine_upload: Vec<Duration>,
     base_backup: Vec<Duration>,
     drydock_backup: Vec<Duration>,
@@ -202,10 +206,16 @@ fn report(header: &str, bytes: u64, r: &Results) -> String {
             mib / theirs
         );
     }
+    let verify = med(&r.drydock_verify);
+    let _ = writeln!(
+        out,
+        "\n`drydock backup verify` of the archive, the pass a restore makes first (median): {verify:.2} s, {:.0} MiB/s.",
+        mib / verify
+    );
     let (down, up) = (med(&r.engine_download), med(&r.engine_upload));
     let _ = writeln!(
         out,
-        "\nThe engine's archive endpoints alone, the same files (median): reading every volume through one \
+        "The engine's archive endpoints alone, the same files (median): reading every volume through one \
          `GET /containers/{{id}}/archive` into nothing {down:.2} s, {:.0} MiB/s; writing them through one \
          `PUT /containers/{{id}}/archive` from a tar file {up:.2} s, {:.0} MiB/s.",
         mib / down,

@@ -242,6 +242,12 @@ async fn damaged_archives_and_a_running_server_change_nothing() {
     rewrite_manifest(&archive, &newer, |m| m["drydockVersion"] = json!("99.0.0"));
     let out = dd.cli(&["restore", &newer.display().to_string(), "--yes"]);
     assert!(text(&out).contains("newer than this drydock"), "{}", text(&out));
+    // One from a release this one does not upgrade from is refused too, naming the way.
+    let ancient = dir.path().join("ancient.tar.zst");
+    rewrite_manifest(&archive, &ancient, |m| m["drydockVersion"] = json!("0.0.9"));
+    let out = dd.cli(&["restore", &ancient.display().to_string(), "--yes"]);
+    assert!(!out.status.success() && text(&out).contains("upgrade that to 0.1.0"), "{}", text(&out));
+    assert_eq!(tree(dd.data_dir()), before, "a refused restore changes nothing");
 
     dd.start().await;
     let out = dd.cli(&["restore", &archive.display().to_string(), "--yes"]);

@@ -26,7 +26,7 @@ use crate::error::{OpsError, Result, fail_point};
 use crate::instance::{DataDir, write_atomic};
 use crate::manifest::{IMAGES_ENTRY, INSTANCE_PREFIX, MANIFEST_ENTRY, Manifest, split_volume_entry};
 use crate::progress::Progress;
-use crate::versions::{self, VERSION};
+use crate::versions::{self, Standing, VERSION};
 
 /// How the restore finds the database of a data dir: the binary loads its config (file and
 /// environment) and resolves `database.url`.
@@ -70,8 +70,6 @@ pub async fn restore(
     database_of: DatabaseOf,
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreReport> {
-    progress.step("verifying the archive");
-    let manifest = verify(archive_path, progress.clone()).await?;
     if let Some(pid) = dir.running_pid() {
         return Err(OpsError::Refused(format!(
             "drydock is running in {} (pid {pid}): stop it first with `drydock stop --data-dir {}`, then restore",
@@ -79,11 +77,30 @@ pub async fn restore(
             dir.root.display()
         )));
     }
-    if versions::compare(&manifest.drydock_version, VERSION).is_gt() {
-        return Err(OpsError::Refused(format!(
-            "the archive is from drydock {}, newer than this drydock {VERSION}: restore it with drydock {} or newer",
-            manifest.drydock_version, manifest.drydock_version
-        )));
+    progress.step("verifying the archive");
+    let manifest = verify(archive_path, progress.clone()).await?;
+    let from = &manifest.drydock_version;
+    match versions::standing(from) {
+        Standing::Current | Standing::Upgradable => {}
+        Standing::Newer => {
+            return Err(OpsError::Refused(format!(
+                "the archive is from drydock {from}, newer than this drydock {VERSION}: restore it with drydock {from} or newer"
+            )));
+        }
+        Standing::TooOld { first } => {
+            return Err(OpsError::Refused(format!(
+                "the archive is from drydock {from}; this drydock {VERSION} takes instances from {} only: \
+                 restore it with drydock {from}, upgrade that to {first}, and back it up again",
+                versions::UPGRADES_FROM.join(", ")
+            )));
+        }
+        Standing::Unknown => {
+            return Err(OpsError::Refused(format!(
+                "the archive is from drydock {from}, a release this drydock {VERSION} does not know: it takes \
+                 instances from {} only",
+                versions::UPGRADES_FROM.join(", ")
+            )));
+        }
     }
     let runtime = if manifest.workspaces.is_empty() && manifest.images.is_empty() {
         None

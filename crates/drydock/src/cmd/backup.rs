@@ -23,7 +23,6 @@ use crate::instance::DataDir;
 use crate::wiring;
 
 #[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct BackupArgs {
     #[command(subcommand)]
     command: Option<BackupCommand>,
@@ -62,6 +61,9 @@ pub struct RestoreArgs {
 
 pub async fn backup(dir: &DataDir, args: &BackupArgs) -> Result<ExitCode> {
     if let Some(BackupCommand::Verify { file }) = &args.command {
+        if args.out.is_some() || args.images || args.no_projects {
+            bail!("`backup verify` takes only the archive: --out, --images and --no-projects are for making a backup");
+        }
         return verify(file).await;
     }
     let instance = open_instance(dir)?;
