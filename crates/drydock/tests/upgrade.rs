@@ -289,6 +289,8 @@ async fn fixture_upgrades(backend: Backend) {
     assert_eq!(schema, 5);
     assert!(after.contains_key("system_state") && after.contains_key("backup_runs"));
     assert_eq!(after["system_state"], Vec::<String>::new(), "maintenance is off again");
+    assert_eq!(after["backup_runs"].len(), 1, "the upgrade's backup is in the history: {:?}", after["backup_runs"]);
+    assert!(after["backup_runs"][0].contains("upgrade"), "{:?}", after["backup_runs"]);
     for (table, before) in &rows {
         if table != "schema_migrations" {
             assert_eq!(&after[table], before, "{table} kept its rows");

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::Utc;
-use drydock_core::Store;
 use drydock_core::system::{MAINTENANCE_KEY, Maintenance};
+use drydock_core::{BackupRun, Store};
 use drydock_docker::DockerRuntime;
 use drydock_store::{StoreOptions, connect_sql, describe_url};
 
@@ -397,11 +397,23 @@ async fn steps<S: Server>(
 
     // 2. The backup, while the server still runs.
     let mut backup_path = None;
+    let mut backup_run = None;
     if let Some(backup_dir) = &plan.backup_dir {
         say(&format!("backing up the instance into {}", backup_dir.display()));
         let options = BackupOptions { out: None, projects: true, images: false };
+        let started = Utc::now();
         let report = backup(instance, runtime, &options, progress).await?;
         say(&format!("backup written: {}", report.path.display()));
+        backup_run = Some(BackupRun {
+            id: format!("backup-{}", drydock_core::ids::random_lower(12)),
+            started,
+            finished: Some(Utc::now()),
+            trigger: "upgrade".into(),
+            file: Some(report.path.display().to_string()),
+            size: i64::try_from(report.size).ok(),
+            result: "ok".into(),
+            message: None,
+        });
         backup_path = Some(report.path);
     } else {
         say("no backup (--skip-backup): only the database is copied before the migrations");
@@ -441,6 +453,12 @@ async fn steps<S: Server>(
         });
     }
     say(&format!("database migrated: schema {} → {reached}", plan.instance_schema));
+    // The backup's record goes in now: an older schema may have had no place for it.
+    if let Some(run) = &backup_run
+        && let Err(e) = record_backup_run(database, run).await
+    {
+        say(&format!("warning: the backup is not in the instance's backup history: {e}"));
+    }
     fail_point("upgrade-after-migrate")?;
     if journal.maintenance == Maint::Pending {
         if stored_maintenance(database).await?.is_some() {
@@ -601,6 +619,14 @@ async fn stored_maintenance(database: &Database) -> Result<Option<String>> {
     let value = store.system_value(MAINTENANCE_KEY).await.map_err(OpsError::step("reading the maintenance state"));
     store.pool().close().await;
     value
+}
+
+async fn record_backup_run(database: &Database, run: &BackupRun) -> Result<()> {
+    let store =
+        connect_sql(&database.url(), &StoreOptions::default()).await.map_err(OpsError::step("opening the database"))?;
+    let recorded = store.record_backup_run(run).await.map_err(OpsError::step("recording the backup"));
+    store.pool().close().await;
+    recorded
 }
 
 /// Stores maintenance on (with the message) or off, as the server would: it comes up in it.
