@@ -224,6 +224,9 @@ async fn story(backend: Backend) {
         status.contains("maintenance is on since ") && status.contains("(by admin): Moving to new disks"),
         "{status}"
     );
+    // `drydock status` of the instance says so too.
+    let out = dd.cli(&["status"]);
+    assert!(text(&out).contains("maintenance mode: on: Moving to new disks"), "{}", text(&out));
     let status: Value = serde_json::from_str(&cli(&["maintenance", "status", "--json"])).unwrap();
     assert_eq!((&status["status"], &status["message"]), (&json!("MAINTENANCE"), &json!("Moving to new disks")));
     // A user's token sees the public state.

@@ -98,14 +98,14 @@ pub async fn backup(
         _ => Vec::new(),
     };
     let schema_version = instance.database.schema_version().await?;
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format: crate::manifest::FORMAT_VERSION,
         drydock_version: version,
         schema_version,
         instance_id: instance.dir.instance_id()?,
         created,
         database: instance.database.backend().to_string(),
-        workspaces: workspaces.clone(),
+        workspaces: Vec::new(),
         projects: options.projects,
         images: images.clone(),
         entries: Vec::new(),
@@ -125,7 +125,7 @@ pub async fn backup(
         archive.append_file(instance.database.entry(), &db_copy)?;
         if let Some(runtime) = &runtime {
             if !workspaces.is_empty() {
-                append_volumes(&mut archive, runtime, &workspaces, progress.as_ref(), &handle)?;
+                manifest.workspaces = append_volumes(&mut archive, runtime, &workspaces, progress.as_ref(), &handle)?;
             }
             if !images.is_empty() {
                 progress.step("images");
@@ -214,15 +214,29 @@ fn append_instance_files(archive: &mut ArchiveWriter, instance: &Instance) -> Re
 
 /// The workspaces' `/projects`, entry by entry as the engine sends them in one stream:
 /// `v/<ws>/x` becomes `volumes/<ws>/x`, so a plain `tar` can pull one file out of a backup.
+/// Returns the workspaces whose volume was there to read.
 fn append_volumes(
     archive: &mut ArchiveWriter,
     runtime: &DockerRuntime,
     workspaces: &[String],
     progress: &dyn Progress,
     handle: &Handle,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let step = || "reading the workspaces' /projects".to_string();
-    let helper = handle.block_on(runtime.volumes_helper(workspaces)).map_err(OpsError::step(step()))?;
+    // A workspace deleted since the volumes were listed has no volume to read now; mounting it
+    // would make an empty one.
+    let present: Vec<String> = handle
+        .block_on(async {
+            let mut present = Vec::new();
+            for workspace in workspaces {
+                if runtime.projects_volume_exists(workspace).await? {
+                    present.push(workspace.clone());
+                }
+            }
+            Ok::<_, drydock_core::runtime::RuntimeError>(present)
+        })
+        .map_err(OpsError::step(step()))?;
+    let helper = handle.block_on(runtime.volumes_helper(&present)).map_err(OpsError::step(step()))?;
     let result = (|| -> Result<()> {
         let mut tar = tar::Archive::new(sync_reader(helper.download(), handle));
         let entries = tar.entries().map_err(OpsError::step(step()))?;
@@ -262,7 +276,7 @@ fn append_volumes(
         Ok(())
     })();
     handle.block_on(helper.remove());
-    result
+    result.map(|()| present)
 }
 
 /// `v/<ws>/x` → `<ws>/x` (and `v/<ws>/` → `<ws>`); `None` for `v/` itself.

@@ -36,6 +36,11 @@ pub async fn status(dir: &DataDir, args: &StatusArgs) -> Result<ExitCode> {
         None => false,
     };
     let running = pid.is_some() && answering;
+    // What the server says it is doing (RUNNING or MAINTENANCE, with the message): public.
+    let state = match (&url, running) {
+        (Some(u), true) => system_state(u).await,
+        _ => None,
+    };
     let instance = dir.is_instance();
     let backend = if instance {
         config::load(&dir.root, &[])
@@ -54,6 +59,7 @@ pub async fn status(dir: &DataDir, args: &StatusArgs) -> Result<ExitCode> {
         "instanceId": dir.instance_id().ok(),
         "database": backend,
         "dataDir": dir.root.display().to_string(),
+        "state": state,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -69,8 +75,22 @@ pub async fn status(dir: &DataDir, args: &StatusArgs) -> Result<ExitCode> {
         println!("  instance: {}", dir.instance_id().unwrap_or_else(|_| "?".into()));
         println!("  version:  {VERSION} (instance {})", dir.instance_version().unwrap_or_else(|_| "?".into()));
         println!("  database: {}", backend.unwrap_or("?"));
+        if let Some(state) = &state
+            && state["status"] == "MAINTENANCE"
+        {
+            println!("  maintenance mode: on: {}", state["message"].as_str().unwrap_or(""));
+        }
     }
     Ok(if running { ExitCode::SUCCESS } else { ExitCode::from(NOT_RUNNING) })
+}
+
+async fn system_state(url: &str) -> Option<serde_json::Value> {
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .ok()?;
+    client.get(format!("{url}/api/system/state")).send().await.ok()?.json().await.ok()
 }
 
 pub fn version(dir: &DataDir, args: &VersionArgs) -> Result<ExitCode> {
