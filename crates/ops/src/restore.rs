@@ -551,9 +551,9 @@ struct ChannelWriter {
     buffer: Vec<u8>,
 }
 
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 1024 * 1024;
 /// Chunks queued for the engine while the archive is read on.
-const UPLOAD_AHEAD: usize = 32;
+const UPLOAD_AHEAD: usize = 16;
 
 impl ChannelWriter {
     fn new(tx: mpsc::Sender<io::Result<Bytes>>) -> Self {
