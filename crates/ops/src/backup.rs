@@ -15,7 +15,6 @@ use drydock_core::workspace::{WorkspaceFilter, spec};
 use drydock_docker::{ByteStream, DockerRuntime, HELPER_ROOT};
 use drydock_store::{StoreOptions, connect};
 use tokio::runtime::Handle;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::archive::{ArchiveWriter, sweep_partials};
 use crate::database::Database;
@@ -340,8 +339,9 @@ fn database_url(database: &Database) -> String {
 }
 
 /// The engine's byte stream as a blocking reader, for the archive's thread. A task reads
-/// ahead into a buffer of up to [`READ_AHEAD`] chunks, so the engine keeps producing while
-/// the archive's thread hashes and compresses.
+/// ahead into a queue of up to [`READ_AHEAD`] chunks, so the engine keeps producing while
+/// the archive's thread hashes and compresses; the thread takes chunks off the queue without
+/// entering the async runtime for each read.
 pub(crate) fn sync_reader(stream: ByteStream, handle: &Handle) -> impl Read {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(READ_AHEAD);
     handle.spawn(async move {
@@ -353,7 +353,27 @@ pub(crate) fn sync_reader(stream: ByteStream, handle: &Handle) -> impl Read {
             }
         }
     });
-    SyncIoBridge::new_with_handle(StreamReader::new(tokio_stream::wrappers::ReceiverStream::new(rx)), handle.clone())
+    QueueReader { rx, chunk: bytes::Bytes::new() }
+}
+
+/// Reads the chunks a task queues, in order, until the queue ends.
+struct QueueReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl Read for QueueReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.chunk = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
 }
 
 /// Chunks of the engine's stream read ahead (the engine sends up to 32 KiB a chunk).
