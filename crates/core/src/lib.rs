@@ -1,6 +1,7 @@
 //! drydock's model and rules. No IO of its own: the world is reached through [`Store`]
 //! (and, with later issues, `Runtime`), both chosen once at start-up by the binary.
 
+pub mod audit;
 pub mod auth;
 pub mod backups;
 pub mod clock;
