@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod license;
 pub mod limits;
 pub mod model;
 pub mod permissions;
