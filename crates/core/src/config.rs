@@ -19,6 +19,24 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub backup: BackupConfig,
+    pub license: LicenseConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LicenseConfig {
+    /// Users the Fair Source license allows (-1: no cap).
+    pub free_seats: i64,
+    /// Ed25519 public keys (base64) whose paid licenses are accepted.
+    pub trusted_keys: Vec<String>,
+    /// Days an expired paid license still applies before Fair Source does again.
+    pub grace_days: u32,
+}
+
+impl Default for LicenseConfig {
+    fn default() -> Self {
+        LicenseConfig { free_seats: -1, trusted_keys: Vec::new(), grace_days: 15 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -245,6 +263,12 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("backup.schedule", "When the server makes a backup, in cron syntax, UTC (e.g. \"0 3 * * *\"); empty: never."),
     ("backup.keep", "How many archives in backup.dir to keep; older ones go after a scheduled backup (0: all)."),
     ("backup.images", "Scheduled backups include the workspaces' images and snapshots."),
+    ("license.free_seats", "Users the Fair Source license allows, without a paid license (-1: no cap)."),
+    (
+        "license.trusted_keys",
+        "Ed25519 public keys (base64) whose signed licenses are accepted; in the environment, comma-separated.",
+    ),
+    ("license.grace_days", "Days an expired paid license still applies before Fair Source does again."),
 ];
 
 /// An amount of memory in megabytes, written `2048mb`, `100gb` or a plain number of

@@ -172,6 +172,10 @@ fn parse_like(default: &Value, raw: &str) -> Result<Value, String> {
             "false" | "0" | "no" => Ok(Value::Boolean(false)),
             _ => Err(format!("must be true or false, not '{raw}'")),
         },
+        // A list from the environment: comma-separated.
+        Value::Array(_) => Ok(Value::Array(
+            raw.split(',').map(str::trim).filter(|v| !v.is_empty()).map(|v| Value::String(v.to_string())).collect(),
+        )),
         other => Err(format!("cannot be set here (a {})", other.type_str())),
     }
 }
@@ -217,6 +221,12 @@ fn validate(loaded: &Loaded) -> Result<()> {
     }
     if !c.backup.schedule.trim().is_empty() {
         drydock_core::backups::Schedule::parse(&c.backup.schedule).map_err(|e| bad("backup.schedule", e))?;
+    }
+    if c.license.free_seats < -1 {
+        return Err(bad("license.free_seats", format!("{} is below -1 (-1 means no cap)", c.license.free_seats)));
+    }
+    for key in &c.license.trusted_keys {
+        drydock_core::license::parse_public_key(key).map_err(|e| bad("license.trusted_keys", e.to_string()))?;
     }
     if c.backup.dir.trim().is_empty() {
         return Err(bad("backup.dir", "must name a directory".into()));

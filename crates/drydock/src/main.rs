@@ -58,6 +58,9 @@ enum Command {
     /// Upgrade the instance to this drydock: checks, maintenance, backup, migrations, restart
     /// (`--plan` shows what it would do).
     Upgrade(cmd::upgrade::UpgradeArgs),
+    /// Issue licenses offline: keygen (a signing key pair), issue (a signed license).
+    #[command(subcommand)]
+    License(cmd::license::LicenseCommand),
     /// Maintenance mode: on (users may not create or start workspaces), off, status (through the running server).
     #[command(subcommand)]
     Maintenance(cmd::maintenance::MaintenanceCommand),
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             Command::Backup(args) => cmd::backup::backup(&dir, &args).await,
             Command::Restore(args) => cmd::backup::restore(&dir, &args).await,
             Command::Maintenance(c) => cmd::maintenance::run(&dir, c).await,
+            Command::License(c) => cmd::license::run(&dir, c).await,
             Command::Upgrade(args) => cmd::upgrade::run(&dir, &args).await,
         }
     });

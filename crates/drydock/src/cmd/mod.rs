@@ -1,5 +1,6 @@
 pub mod backup;
 pub mod init;
+pub mod license;
 pub mod limits;
 pub mod maintenance;
 pub mod start;
