@@ -323,15 +323,16 @@ async fn a_killed_backup_leaves_no_archive() {
     let earlier = backup(&dd, &["--no-projects", "--out", &out]);
     let earlier_bytes = std::fs::read(&earlier).unwrap();
     // Paused right before its manifest: the archive is half written.
-    let mut child = dd
-        .command(&["backup", "--no-projects", "--out", &out])
-        .env("DRYDOCK_PAUSE_POINT", "backup-before-manifest")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        dd.command(&["backup", "--no-projects", "--out", &out])
+            .env("DRYDOCK_PAUSE_POINT", "backup-before-manifest")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // The backup says when it reached the pause; reading its stderr waits for that.
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let stderr = std::io::BufReader::new(child.0.stderr.take().unwrap());
     let paused = std::io::BufRead::lines(stderr).map_while(Result::ok).any(|l| l.starts_with("paused at"));
     assert!(paused, "the backup ended instead of pausing");
     let partial = std::fs::read_dir(out_dir.path())
@@ -340,8 +341,8 @@ async fn a_killed_backup_leaves_no_archive() {
         .find(|e| e.file_name().to_string_lossy().contains(".partial-"))
         .expect("the paused backup has a partial archive")
         .path();
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.0.kill().unwrap(); // SIGKILL
+    child.0.wait().unwrap();
     let finals: Vec<String> = std::fs::read_dir(out_dir.path())
         .unwrap()
         .flatten()
@@ -353,6 +354,16 @@ async fn a_killed_backup_leaves_no_archive() {
     // The next backup clears the partial file the killed one left.
     backup(&dd, &["--no-projects", "--out", &out]);
     assert!(!partial.exists(), "the stale partial archive was removed");
+}
+
+/// A paused backup is killed even when the test fails before it kills it itself.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 async fn failure_midway_and_one_workspace(backend: Backend) {
