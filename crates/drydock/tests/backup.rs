@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_PASSWORD, Backend, Instance, call, docker_instance_with, psql, settled, small_workspace, text};
+use common::{
+    ADMIN_PASSWORD, Backend, Instance, call, docker_instance_with, psql, settled, small_workspace, text, tree,
+};
 use drydock_docker::testing::{image_labels, remove_instance_objects};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -80,24 +82,6 @@ fn backup(dd: &Instance, args: &[&str]) -> PathBuf {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let path = stdout.split("Backup written: ").nth(1).and_then(|r| r.split(" (").next()).expect("the archive's path");
     PathBuf::from(path)
-}
-
-/// Every file of a directory with its content, for "nothing changed" checks.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let path = entry.path();
-            let name = path.strip_prefix(dir).unwrap().display().to_string();
-            if path.is_dir() {
-                stack.push(path);
-            } else if !name.ends_with("-shm") && !name.ends_with("-wal") && !name.starts_with("drydock.log") {
-                out.insert(name, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
 }
 
 fn empty_dir(dir: &Path) {

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{Backend, Instance, answer, text};
+use common::{Backend, Instance, answer, text, tree};
 use drydock_store::connect_sql;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -115,24 +115,6 @@ async fn database(dd: &Instance) -> (i64, BTreeMap<String, Vec<String>>) {
         .get("v");
     store.pool().close().await;
     (schema, contents)
-}
-
-/// Every file of the data dir with its content, but the SQLite side files and the log.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let path = entry.path();
-            let name = path.strip_prefix(dir).unwrap().display().to_string();
-            if path.is_dir() {
-                stack.push(path);
-            } else if !name.ends_with("-shm") && !name.ends_with("-wal") && !name.starts_with("drydock.log") {
-                out.insert(name, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
 }
 
 fn version_file(dd: &Instance) -> String {

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use drydock_store::{Backend, StoreOptions, connect_sql, describe_url};
+use drydock_core::Store;
+use drydock_store::{Backend, SqlStore, StoreOptions, connect_sql, describe_url};
 
 use crate::error::{OpsError, Result};
 use crate::manifest::{POSTGRES_ENTRY, SQLITE_ENTRY};
@@ -61,25 +62,29 @@ impl Database {
         }
     }
 
+    /// Opens the database, does one piece of `work` (a failure of which is `step`'s), and
+    /// closes it again: operations hold no connection between their steps.
+    pub async fn with_store<T, E: std::fmt::Display>(
+        &self,
+        step: &str,
+        work: impl AsyncFnOnce(&SqlStore) -> Result<T, E>,
+    ) -> Result<T> {
+        let store =
+            connect_sql(&self.url(), &StoreOptions::default()).await.map_err(OpsError::step("opening the database"))?;
+        let result = work(&store).await.map_err(OpsError::step(step));
+        store.pool().close().await;
+        result
+    }
+
     /// The schema version the database is at.
     pub async fn schema_version(&self) -> Result<i64> {
-        let store = connect_sql(&self.url(), &StoreOptions::default())
-            .await
-            .map_err(|e| OpsError::Step { step: "opening the database".into(), reason: e.to_string() })?;
-        let status = drydock_core::Store::schema_status(&store)
-            .await
-            .map_err(|e| OpsError::Step { step: "reading the schema version".into(), reason: e.to_string() })?;
-        store.pool().close().await;
+        let status = self.with_store("reading the schema version", async |store| store.schema_status().await).await?;
         Ok(status.current)
     }
 
     /// Applies the pending migrations; returns the schema version reached.
     pub async fn migrate(&self) -> Result<i64> {
-        let store =
-            connect_sql(&self.url(), &StoreOptions::default()).await.map_err(OpsError::step("opening the database"))?;
-        let status = drydock_core::Store::migrate(&store).await.map_err(OpsError::step("migrating the database"));
-        store.pool().close().await;
-        Ok(status?.current)
+        Ok(self.with_store("migrating the database", async |store| store.migrate().await).await?.current)
     }
 
     /// Writes a consistent copy of the database to `dest` while others may write to it.
@@ -87,15 +92,13 @@ impl Database {
         let _ = std::fs::remove_file(dest);
         match self {
             Database::Sqlite(_) => {
-                let store = connect_sql(&self.url(), &StoreOptions::default())
-                    .await
-                    .map_err(|e| OpsError::Step { step: "opening the database".into(), reason: e.to_string() })?;
-                let result = sqlx::query("VACUUM INTO $1").bind(dest.display().to_string()).execute(store.pool()).await;
-                store.pool().close().await;
-                result.map(|_| ()).map_err(|e| OpsError::Step {
-                    step: format!("copying the database {}", describe_url(&self.url())),
-                    reason: e.to_string(),
+                let step = format!("copying the database {}", describe_url(&self.url()));
+                let copy = dest.display().to_string();
+                self.with_store(&step, async |store| {
+                    sqlx::query("VACUUM INTO $1").bind(copy).execute(store.pool()).await
                 })
+                .await
+                .map(|_| ())
             }
             Database::Postgres(url) => {
                 let args = ["--no-owner", "--no-privileges", "--format=plain", "--file"];

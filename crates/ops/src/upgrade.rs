@@ -25,7 +25,7 @@ use chrono::Utc;
 use drydock_core::system::{MAINTENANCE_KEY, Maintenance};
 use drydock_core::{BackupRun, Store};
 use drydock_docker::DockerRuntime;
-use drydock_store::{StoreOptions, connect_sql, describe_url};
+use drydock_store::describe_url;
 
 use crate::backup::{BackupOptions, Instance, backup};
 use crate::database::Database;
@@ -614,19 +614,11 @@ fn sync_file(path: &Path) -> Result<()> {
 
 /// The maintenance state stored in the database (schema 5 on).
 async fn stored_maintenance(database: &Database) -> Result<Option<String>> {
-    let store =
-        connect_sql(&database.url(), &StoreOptions::default()).await.map_err(OpsError::step("opening the database"))?;
-    let value = store.system_value(MAINTENANCE_KEY).await.map_err(OpsError::step("reading the maintenance state"));
-    store.pool().close().await;
-    value
+    database.with_store("reading the maintenance state", async |store| store.system_value(MAINTENANCE_KEY).await).await
 }
 
 async fn record_backup_run(database: &Database, run: &BackupRun) -> Result<()> {
-    let store =
-        connect_sql(&database.url(), &StoreOptions::default()).await.map_err(OpsError::step("opening the database"))?;
-    let recorded = store.record_backup_run(run).await.map_err(OpsError::step("recording the backup"));
-    store.pool().close().await;
-    recorded
+    database.with_store("recording the backup", async |store| store.record_backup_run(run).await).await
 }
 
 /// Stores maintenance on (with the message) or off, as the server would: it comes up in it.
@@ -642,14 +634,11 @@ async fn store_maintenance(database: &Database, message: Option<&str>) -> Result
         ),
         None => None,
     };
-    let store =
-        connect_sql(&database.url(), &StoreOptions::default()).await.map_err(OpsError::step("opening the database"))?;
-    let stored = store
-        .set_system_value(MAINTENANCE_KEY, value.as_deref())
+    database
+        .with_store("writing the maintenance state", async |store| {
+            store.set_system_value(MAINTENANCE_KEY, value.as_deref()).await
+        })
         .await
-        .map_err(OpsError::step("writing the maintenance state"));
-    store.pool().close().await;
-    stored
 }
 
 /// One upgrade at a time: `<data-dir>/.upgrade-lock.tmp` holds the pid of the one running; a

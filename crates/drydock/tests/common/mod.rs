@@ -310,3 +310,22 @@ pub async fn settled(dd: &Instance, token: &str, id: &str) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Every file under `dir` with its content, but SQLite's `-wal`/`-shm` side files and the log:
+/// for "nothing changed" checks.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            let name = path.strip_prefix(dir).unwrap().display().to_string();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !name.ends_with("-shm") && !name.ends_with("-wal") && !name.starts_with("drydock.log") {
+                out.insert(name, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
