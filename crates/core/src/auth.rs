@@ -182,6 +182,7 @@ impl Auth {
                 system_actions,
                 credential_id: credential.id.clone(),
                 credential_kind: credential.kind,
+                client: String::new(),
             }),
             expires: credential.expires,
             last_marked_ms: AtomicI64::new(0),

@@ -2,6 +2,7 @@
 //! (and, with later issues, `Runtime`), both chosen once at start-up by the binary.
 
 pub mod audit;
+pub mod audit_log;
 pub mod auth;
 pub mod backups;
 pub mod clock;

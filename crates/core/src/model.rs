@@ -95,6 +95,8 @@ pub struct Principal {
     pub system_actions: Vec<String>,
     pub credential_id: String,
     pub credential_kind: CredentialKind,
+    /// The address the request came from (empty when not over the network); set per request.
+    pub client: String,
 }
 
 impl Principal {

@@ -241,7 +241,7 @@ async fn fixture_upgrades(backend: Backend) {
     // The plan: the checks, migration 5, the backup; nothing changes.
     let (ok, plan) = upgrade(&dd, &["--plan"], None);
     assert!(ok, "{plan}");
-    for expected in ["schema 4", "5 system", "0.1.0 → 0.2.0", "back up the instance into", "Nothing was changed"] {
+    for expected in ["schema 4", "5 system", "0.1.0 → 0.3.0", "back up the instance into", "Nothing was changed"] {
         assert!(plan.contains(expected), "no '{expected}' in the plan:\n{plan}");
     }
     assert!(!plan.contains("[refused]"), "{plan}");
@@ -256,7 +256,7 @@ async fn fixture_upgrades(backend: Backend) {
     // The upgrade.
     let (ok, out) = upgrade(&dd, &["--yes"], None);
     assert!(ok, "{out}");
-    for expected in ["maintenance", "migrating the database: 5 system", "drydock.ver: 0.1.0 → 0.2.0", "Upgraded"] {
+    for expected in ["maintenance", "migrating the database: 5 system", "drydock.ver: 0.1.0 → 0.3.0", "Upgraded"] {
         assert!(out.contains(expected), "no '{expected}' in:\n{out}");
     }
     let archive = archive_in(&out);
@@ -266,9 +266,9 @@ async fn fixture_upgrades(backend: Backend) {
     let verified = dd.cli(&["backup", "verify", &archive.display().to_string()]);
     assert!(verified.status.success(), "{}", text(&verified));
     assert!(text(&verified).contains("drydock 0.1.0 (schema 4)"), "{}", text(&verified));
-    assert_eq!(version_file(&dd), "0.2.0");
+    assert_eq!(version_file(&dd), env!("CARGO_PKG_VERSION"));
     let (schema, after) = database(&dd).await;
-    assert_eq!(schema, 5);
+    assert_eq!(schema, 6);
     assert!(after.contains_key("system_state") && after.contains_key("backup_runs"));
     assert_eq!(after["system_state"], Vec::<String>::new(), "maintenance is off again");
     assert_eq!(after["backup_runs"].len(), 1, "the upgrade's backup is in the history: {:?}", after["backup_runs"]);
@@ -309,10 +309,10 @@ async fn fixture_upgrades(backend: Backend) {
     // The backup the upgrade made is a 0.1.0 one: restoring it migrates it as the upgrade did.
     let out = dd.cli(&["restore", &archive.display().to_string(), "--yes"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("migrated from schema 4 to 5"), "{}", text(&out));
+    assert!(text(&out).contains("migrated from schema 4 to 6"), "{}", text(&out));
     let aside = text(&out).split("kept in ").nth(1).unwrap().lines().next().unwrap().trim().to_string();
-    assert_eq!(version_file(&dd), "0.2.0");
-    assert_eq!(database(&dd).await.0, 5);
+    assert_eq!(version_file(&dd), env!("CARGO_PKG_VERSION"));
+    assert_eq!(database(&dd).await.0, 6);
     dd.start().await;
     serves_the_fixture(&dd).await;
     dd.stop();
@@ -344,7 +344,7 @@ async fn downgrades_and_jumps_are_refused(backend: Backend) {
     for args in [&["--yes"][..], &["--plan"]] {
         let (ok, out) = upgrade(&dd, args, None);
         assert!(!ok, "{out}");
-        assert!(out.contains("newer than this drydock 0.2.0") && out.contains("downgrade"), "{out}");
+        assert!(out.contains("newer than this drydock 0.3.0") && out.contains("downgrade"), "{out}");
         assert!(out.contains("run drydock 9.0.0 or newer"), "{out}");
     }
     unchanged(&dd, "9.0.0");
@@ -481,7 +481,7 @@ async fn a_database_behind_its_version_file_is_upgraded() {
     let (ok, out) = upgrade(&dd, &["--yes", "--skip-backup"], None);
     assert!(ok && out.contains("5 system"), "{out}");
     assert_eq!(version_file(&dd), env!("CARGO_PKG_VERSION"));
-    assert_eq!(database(&dd).await.0, 5);
+    assert_eq!(database(&dd).await.0, 6);
     dd.start().await;
     serves_the_fixture(&dd).await;
     dd.stop();

@@ -17,13 +17,17 @@ pub struct Release {
 }
 
 /// The releases this binary knows, oldest first; the last is this binary.
-pub const RELEASES: &[Release] = &[Release { version: "0.1.0", schema: 4 }, Release { version: "0.2.0", schema: 5 }];
+pub const RELEASES: &[Release] = &[
+    Release { version: "0.1.0", schema: 4 },
+    Release { version: "0.2.0", schema: 5 },
+    Release { version: "0.3.0", schema: 6 },
+];
 
 /// The database schema this binary needs (the newest migration it carries).
-pub const SCHEMA: i64 = 5;
+pub const SCHEMA: i64 = 6;
 
 /// The instance versions `drydock upgrade` of this binary takes, oldest first.
-pub const UPGRADES_FROM: &[&str] = &["0.1.0"];
+pub const UPGRADES_FROM: &[&str] = &["0.1.0", "0.2.0"];
 
 /// The release with this version, if this binary knows it.
 pub fn release(version: &str) -> Option<Release> {

@@ -13,6 +13,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     Migration { version: 3, name: "stacks", sql: include_str!("../migrations/sqlite/0003_stacks.sql") },
     Migration { version: 4, name: "limits", sql: include_str!("../migrations/sqlite/0004_limits.sql") },
     Migration { version: 5, name: "system", sql: include_str!("../migrations/sqlite/0005_system.sql") },
+    Migration { version: 6, name: "audit", sql: include_str!("../migrations/sqlite/0006_audit.sql") },
 ];
 
 pub const MIGRATIONS_POSTGRES: &[Migration] = &[
@@ -21,4 +22,5 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     Migration { version: 3, name: "stacks", sql: include_str!("../migrations/postgres/0003_stacks.sql") },
     Migration { version: 4, name: "limits", sql: include_str!("../migrations/postgres/0004_limits.sql") },
     Migration { version: 5, name: "system", sql: include_str!("../migrations/postgres/0005_system.sql") },
+    Migration { version: 6, name: "audit", sql: include_str!("../migrations/postgres/0006_audit.sql") },
 ];

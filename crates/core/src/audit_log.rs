@@ -1,0 +1,366 @@
+//! The audit log: who did what, when, from where, to what, and with which outcome.
+//!
+//! An event is written by the store in the same transaction as the change it records, so
+//! there is no change without its event and no event without its change. Events form a
+//! hash chain: each stores the SHA-256 of the one before, so editing or deleting a row in
+//! the database breaks the chain at that row, and [`verify`] finds it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::model::{Principal, User};
+use crate::workspace::Workspace;
+
+/// The `prev_hash` of the first event ever written.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Who acted: a user (with the address their request came from) or drydock itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The user's id; empty for drydock itself.
+    pub id: String,
+    /// The user's name, or `system` (the server's own jobs) or `cli` (commands run on the host).
+    pub name: String,
+    /// The client's address, when the action came over the network.
+    pub client: String,
+}
+
+impl Actor {
+    /// The server itself: the idle timeout, the scheduler, reconciliation, the license clock.
+    pub fn system() -> Self {
+        Actor { id: String::new(), name: "system".into(), client: String::new() }
+    }
+
+    /// A command run on the master host with access to the data dir (backup, restore, upgrade).
+    pub fn host_cli() -> Self {
+        Actor { id: String::new(), name: "cli".into(), client: String::new() }
+    }
+
+    /// Someone not signed in (a failed sign-in), named by what they typed.
+    pub fn anonymous(login: &str, client: &str) -> Self {
+        Actor { id: String::new(), name: login.to_string(), client: client.to_string() }
+    }
+}
+
+impl From<&Principal> for Actor {
+    fn from(p: &Principal) -> Self {
+        Actor { id: p.user.id.clone(), name: p.user.name.clone(), client: p.client.clone() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "success" => Some(Outcome::Success),
+            "failure" => Some(Outcome::Failure),
+            _ => None,
+        }
+    }
+}
+
+/// What an event is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `user`, `workspace`, `token`, `session`, `permission`, `limits`, `license`, `system`,
+    /// `stack`, `backup`.
+    pub kind: &'static str,
+    pub id: String,
+    /// A user's `name <email>`, a workspace's `namespace:name`, a token's name.
+    pub name: String,
+}
+
+impl Target {
+    pub fn new(kind: &'static str, id: impl Into<String>, name: impl Into<String>) -> Self {
+        Target { kind, id: id.into(), name: name.into() }
+    }
+
+    pub fn user(user: &User) -> Self {
+        Target::new("user", &user.id, format!("{} <{}>", user.name, user.email))
+    }
+
+    pub fn workspace(ws: &Workspace) -> Self {
+        Target::new("workspace", &ws.id, format!("{}:{}", ws.namespace, ws.config.name))
+    }
+
+    pub fn system() -> Self {
+        Target::new("system", "", "")
+    }
+}
+
+/// An event to record, made by the service that makes the change.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub time: DateTime<Utc>,
+    pub actor: Actor,
+    /// `noun.verb`: `user.create`, `workspace.start`, `auth.signin`, …
+    pub action: String,
+    pub target: Target,
+    pub outcome: Outcome,
+    /// A JSON object: for changed fields `{field: {"before", "after"}}`; other detail by name.
+    pub changes: Map<String, Value>,
+}
+
+impl NewEvent {
+    pub fn new(time: DateTime<Utc>, actor: Actor, action: &str, target: Target) -> Self {
+        NewEvent { time, actor, action: action.to_string(), target, outcome: Outcome::Success, changes: Map::new() }
+    }
+
+    pub fn failed(mut self) -> Self {
+        self.outcome = Outcome::Failure;
+        self
+    }
+
+    /// Adds a detail.
+    pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
+        self.changes.insert(key.to_string(), serde_json::to_value(value).unwrap_or(Value::Null));
+        self
+    }
+
+    /// Records a changed field, before and after.
+    pub fn changed(self, field: &str, before: impl Serialize, after: impl Serialize) -> Self {
+        let before = serde_json::to_value(before).unwrap_or(Value::Null);
+        let after = serde_json::to_value(after).unwrap_or(Value::Null);
+        self.with(field, json!({"before": before, "after": after}))
+    }
+
+    /// The `changes` column, as stored and hashed.
+    pub fn changes_text(&self) -> String {
+        Value::Object(self.changes.clone()).to_string()
+    }
+
+    /// The event as it is stored, chained after `prev_hash` with sequence number `seq`.
+    pub fn seal(&self, seq: i64, prev_hash: &str) -> Event {
+        let mut event = Event {
+            seq,
+            time: DateTime::from_timestamp_millis(self.time.timestamp_millis()).unwrap_or_default(),
+            actor_id: self.actor.id.clone(),
+            actor_name: self.actor.name.clone(),
+            client: self.actor.client.clone(),
+            action: self.action.clone(),
+            target_type: self.target.kind.to_string(),
+            target_id: self.target.id.clone(),
+            target_name: self.target.name.clone(),
+            outcome: self.outcome.as_str().to_string(),
+            changes: self.changes_text(),
+            prev_hash: prev_hash.to_string(),
+            hash: String::new(),
+        };
+        event.hash = event.computed_hash();
+        event
+    }
+}
+
+/// An event as stored: every column, the chain's two hashes included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub seq: i64,
+    pub time: DateTime<Utc>,
+    /// Empty for drydock itself.
+    pub actor_id: String,
+    pub actor_name: String,
+    pub client: String,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub target_name: String,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// The JSON object of what changed, as stored.
+    pub changes: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl Event {
+    /// SHA-256 (hex) of the previous hash and every field, each length-prefixed so no two
+    /// different rows hash alike.
+    pub fn computed_hash(&self) -> String {
+        let mut h = Sha256::new();
+        let time = self.time.timestamp_millis().to_string();
+        let seq = self.seq.to_string();
+        for field in [
+            &self.prev_hash,
+            &seq,
+            &time,
+            &self.actor_id,
+            &self.actor_name,
+            &self.client,
+            &self.action,
+            &self.target_type,
+            &self.target_id,
+            &self.target_name,
+            &self.outcome,
+            &self.changes,
+        ] {
+            h.update((field.len() as u64).to_be_bytes());
+            h.update(field.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// Where the kept chain starts: after pruning, the last pruned event's seq and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchor {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl Anchor {
+    pub fn genesis() -> Self {
+        Anchor { seq: 0, hash: GENESIS.to_string() }
+    }
+}
+
+/// Where and why the chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainBreak {
+    /// The first event that does not verify (the seq expected, when events are missing).
+    pub seq: i64,
+    pub reason: String,
+}
+
+/// Checks events in order, continuing from `state` (the anchor, then the last event seen);
+/// feed it every event oldest first, then call [`ChainCheck::finish`].
+#[derive(Debug, Clone)]
+pub struct ChainCheck {
+    last: Anchor,
+    checked: u64,
+    broken: Option<ChainBreak>,
+}
+
+impl ChainCheck {
+    pub fn new(anchor: Anchor) -> Self {
+        ChainCheck { last: anchor, checked: 0, broken: None }
+    }
+
+    /// Checks the next event; returns false once the chain is broken (stop feeding).
+    pub fn next(&mut self, event: &Event) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        let expected = self.last.seq + 1;
+        let reason = if event.seq != expected {
+            Some(format!("event {expected} is missing (the next event is {}): events were deleted", event.seq))
+        } else if event.prev_hash != self.last.hash {
+            Some(
+                "its previous hash does not match the event before it: an event before it was changed or deleted"
+                    .into(),
+            )
+        } else if event.computed_hash() != event.hash {
+            Some("its content does not match its hash: the event was changed".into())
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.broken = Some(ChainBreak { seq: expected, reason });
+            return false;
+        }
+        self.last = Anchor { seq: event.seq, hash: event.hash.clone() };
+        self.checked += 1;
+        true
+    }
+
+    pub fn finish(self) -> Verification {
+        Verification {
+            intact: self.broken.is_none(),
+            checked: self.checked,
+            last_seq: self.last.seq,
+            broken: self.broken,
+        }
+    }
+}
+
+/// The result of checking the whole chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    pub intact: bool,
+    /// Events checked (up to the break).
+    pub checked: u64,
+    /// The last good event's seq.
+    pub last_seq: i64,
+    pub broken: Option<ChainBreak>,
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// The actor's name (exact).
+    pub actor: Option<String>,
+    /// The action, exact (`user.create`) or a prefix ending in `.` (`workspace.`).
+    pub action: Option<String>,
+    /// Matches the target's id or name (contains, case-insensitive).
+    pub target: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: usize) -> Vec<Event> {
+        let mut prev = Anchor::genesis();
+        (0..n)
+            .map(|i| {
+                let e = NewEvent::new(Utc::now(), Actor::system(), "test.event", Target::system()).with("i", i);
+                let sealed = e.seal(prev.seq + 1, &prev.hash);
+                prev = Anchor { seq: sealed.seq, hash: sealed.hash.clone() };
+                sealed
+            })
+            .collect()
+    }
+
+    fn check(anchor: Anchor, events: &[Event]) -> Verification {
+        let mut c = ChainCheck::new(anchor);
+        for e in events {
+            if !c.next(e) {
+                break;
+            }
+        }
+        c.finish()
+    }
+
+    #[test]
+    fn an_intact_chain_verifies_and_any_edit_or_deletion_breaks_it() {
+        let events = chain(5);
+        assert!(check(Anchor::genesis(), &events).intact);
+
+        let mut edited = events.clone();
+        edited[2].actor_name = "mallory".into();
+        let v = check(Anchor::genesis(), &edited);
+        assert_eq!(v.broken.as_ref().map(|b| b.seq), Some(3), "{v:?}");
+
+        let mut rehashed = edited.clone();
+        rehashed[2].hash = rehashed[2].computed_hash();
+        assert_eq!(check(Anchor::genesis(), &rehashed).broken.map(|b| b.seq), Some(4), "the next one notices");
+
+        let mut deleted = events.clone();
+        deleted.remove(1);
+        assert_eq!(check(Anchor::genesis(), &deleted).broken.map(|b| b.seq), Some(2));
+
+        // Pruned: the kept chain verifies from its anchor.
+        let anchor = Anchor { seq: events[1].seq, hash: events[1].hash.clone() };
+        assert!(check(anchor, &events[2..]).intact);
+    }
+}
