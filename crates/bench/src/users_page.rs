@@ -8,6 +8,7 @@
 //! precomputed password hash. Requests are sequential, one connection each; the server
 //! time is what the server reports in its `Server-Timing: app;dur=<ms>` header.
 
+use drydock_core::audit_log::{Actor, NewEvent, Target};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -186,7 +187,11 @@ async fn seed(store: &SqlStore, postgres: bool) -> Result<()> {
             password_hash: password_hash.clone(),
             created,
         };
-        store.create_user(&user, &[]).await.with_context(|| format!("cannot create the user {}", user.name))?;
+        let event = NewEvent::new(created, Actor::host_cli(), "user.create", Target::new("user", &user.id, &user.name));
+        store
+            .create_user(&user, &[], None, &event)
+            .await
+            .with_context(|| format!("cannot create the user {}", user.name))?;
     }
     if postgres {
         // What autovacuum would have done by the time an instance has 10,000 users.

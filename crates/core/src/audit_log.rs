@@ -140,6 +140,24 @@ impl NewEvent {
         self.with(field, json!({"before": before, "after": after}))
     }
 
+    /// A grant (`after` is the new permission) or a revocation (`None`) of `user`'s actions
+    /// in a domain (and instance: a workspace's id), with the actions before.
+    pub fn permission(
+        time: DateTime<Utc>,
+        caller: &Principal,
+        user: &User,
+        domain: &str,
+        instance: &str,
+        before: Option<Vec<String>>,
+        after: Option<&crate::model::Permission>,
+    ) -> Self {
+        let action = if after.is_some() { "permission.grant" } else { "permission.revoke" };
+        NewEvent::new(time, caller.into(), action, Target::user(user))
+            .with("domain", domain)
+            .with("instance", instance)
+            .changed("actions", before.unwrap_or_default(), after.map(|p| p.actions.clone()).unwrap_or_default())
+    }
+
     /// The `changes` column, as stored and hashed.
     pub fn changes_text(&self) -> String {
         Value::Object(self.changes.clone()).to_string()

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::audit_log::{Actor, NewEvent, Target};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -220,9 +221,10 @@ impl Auth {
         Ok(self.store.delete_expired_credentials(self.clock.now()).await?)
     }
 
-    /// Signs in with a name or e-mail and a password. Throttled per account after too many
-    /// failures: the caller gets `Throttled` without the password being checked.
-    pub async fn login(&self, login: &str, password: &str) -> Result<NewSession> {
+    /// Signs in with a name or e-mail and a password, from the client at `client`. Throttled
+    /// per account after too many failures: the caller gets `Throttled` without the password
+    /// being checked. Every attempt is an audit event (the password never is).
+    pub async fn login(&self, login: &str, password: &str, client: &str) -> Result<NewSession> {
         let login = login.trim().to_lowercase();
         let found = self.store.user_for_login(&login).await?;
         // Failures count per account, whether it was named by its name or its e-mail.
@@ -230,7 +232,17 @@ impl Auth {
             Some((user, _)) => user.id.clone(),
             None => format!("unknown:{login}"),
         };
+        let target = match &found {
+            Some((user, _)) => Target::user(user),
+            None => Target::new("user", "", login.clone()),
+        };
+        let failure = |reason: &str| {
+            NewEvent::new(self.clock.now(), Actor::anonymous(&login, client), "auth.signin", target.clone())
+                .failed()
+                .with("reason", reason)
+        };
         if let Some(retry_after_secs) = self.throttled_for(&key) {
+            self.store.append_event(&failure("throttled")).await?;
             return Err(Error::Throttled { retry_after_secs });
         }
         let (user, hash) = match found {
@@ -241,8 +253,10 @@ impl Auth {
         let ok = secret::blocking(move || secret::verify_password(&password, &hash)).await?;
         let user = match (user, ok) {
             (Some(user), true) => user,
-            _ => {
+            (found, _) => {
                 self.record_failure(&key);
+                let reason = if found.is_some() { "wrong password" } else { "no such user" };
+                self.store.append_event(&failure(reason)).await?;
                 return Err(Error::Unauthorized(BAD_LOGIN.into()));
             }
         };
@@ -260,7 +274,9 @@ impl Auth {
             expires: Some(expires),
             last_used: Some(now),
         };
-        self.store.insert_credential(&credential).await?;
+        let actor = Actor { id: user.id.clone(), name: user.name.clone(), client: client.to_string() };
+        let event = NewEvent::new(now, actor, "auth.signin", Target::user(&user)).with("session", &credential.id);
+        self.store.insert_credential(&credential, &event).await?;
         Ok(NewSession { csrf_token: secret::csrf_token(&secret), secret, user, expires })
     }
 
@@ -292,7 +308,9 @@ impl Auth {
     /// Ends the caller's session (or, when called with a token, nothing but the token's cache).
     pub async fn logout(&self, caller: &Principal) -> Result<()> {
         if caller.credential_kind == CredentialKind::Session {
-            self.store.delete_credential(&caller.user.id, &caller.credential_id).await?;
+            let event = NewEvent::new(self.clock.now(), caller.into(), "auth.signout", Target::user(&caller.user))
+                .with("session", &caller.credential_id);
+            self.store.delete_credential(&caller.user.id, &caller.credential_id, &event).await?;
             self.cache.invalidate();
         }
         Ok(())
@@ -302,15 +320,17 @@ impl Auth {
     pub async fn create_token(&self, caller: &Principal, name: &str) -> Result<(TokenInfo, String)> {
         validate::token_name(name)?;
         let expires = self.settings.token_ttl.map(|ttl| self.clock.now() + ttl);
-        self.issue_token(&caller.user.id, name.trim(), expires).await
+        self.issue_token(&caller.user.id, name.trim(), expires, caller.into()).await
     }
 
-    /// Issues a token without a caller: for `init`, which keeps the first admin's CLI token.
+    /// Issues a token for a user; `init` uses it without a caller (the actor is `cli`) to keep
+    /// the first admin's CLI token.
     pub async fn issue_token(
         &self,
         user_id: &str,
         name: &str,
         expires: Option<DateTime<Utc>>,
+        actor: Actor,
     ) -> Result<(TokenInfo, String)> {
         let secret = secret::new_secret(TOKEN_PREFIX);
         let credential = Credential {
@@ -323,7 +343,11 @@ impl Auth {
             expires,
             last_used: None,
         };
-        self.store.insert_credential(&credential).await?;
+        let event =
+            NewEvent::new(credential.created, actor, "token.create", Target::new("token", &credential.id, name))
+                .with("user", user_id)
+                .with("expires", expires);
+        self.store.insert_credential(&credential, &event).await?;
         Ok((TokenInfo::from(&credential), secret))
     }
 
@@ -335,10 +359,12 @@ impl Auth {
     /// Revokes one of the caller's tokens; another user's token id is "not found".
     pub async fn revoke_token(&self, caller: &Principal, id: &str) -> Result<()> {
         let tokens = self.store.credentials_of(&caller.user.id, CredentialKind::Token).await?;
-        if !tokens.iter().any(|t| t.id == id) {
+        let Some(token) = tokens.iter().find(|t| t.id == id) else {
             return Err(Error::NotFound(format!("token {id} not found")));
-        }
-        self.store.delete_credential(&caller.user.id, id).await?;
+        };
+        let event =
+            NewEvent::new(self.clock.now(), caller.into(), "token.revoke", Target::new("token", id, &token.name));
+        self.store.delete_credential(&caller.user.id, id, &event).await?;
         self.cache.invalidate();
         Ok(())
     }

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use croner::Cron;
 
+use crate::audit_log::{Actor, NewEvent, Target};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::model::{BackupRun, MANAGE_SYSTEM, Principal};
@@ -79,7 +80,7 @@ impl Backups {
                      or the database was restored from a copy this backup took"
                         .into(),
                 );
-                self.store.record_backup_run(&run).await?;
+                self.store.record_backup_run(&run, None).await?;
             }
         }
         Ok(())
@@ -106,7 +107,10 @@ impl Backups {
             result: "running".into(),
             message: None,
         };
-        self.store.record_backup_run(&run).await?;
+        let actor = caller.map_or_else(Actor::system, Actor::from);
+        let target = Target::new("backup", &run.id, trigger);
+        let started = NewEvent::new(run.started, actor.clone(), "backup.start", target.clone());
+        self.store.record_backup_run(&run, Some(&started)).await?;
         let (store, clock, mut record) = (self.store.clone(), self.clock.clone(), run.clone());
         tokio::spawn(async move {
             let _busy = busy;
@@ -125,7 +129,14 @@ impl Backups {
                     record.message = Some(message);
                 }
             }
-            if let Err(e) = store.record_backup_run(&record).await {
+            let mut ended = NewEvent::new(clock.now(), actor, "backup.finish", target)
+                .with("file", &record.file)
+                .with("size", record.size)
+                .with("message", &record.message);
+            if record.result != "ok" {
+                ended = ended.failed();
+            }
+            if let Err(e) = store.record_backup_run(&record, Some(&ended)).await {
                 tracing::error!(error = %e, "cannot record the backup's result");
             }
         });

@@ -58,6 +58,10 @@ impl From<StoreError> for Error {
                 Error::Conflict(format!("the workspace is {status}; stop it first"))
             }
             StoreError::Conflict(Conflict::Limit(message)) => Error::Conflict(message),
+            StoreError::Conflict(Conflict::Seats(seats)) => Error::Conflict(format!(
+                "the license allows {seats} users (seats) and all {seats} are taken: remove a user or install a \
+                 license with more seats"
+            )),
             StoreError::Conflict(Conflict::Busy) => {
                 Error::Conflict("the database is busy with a conflicting change; try again".to_string())
             }

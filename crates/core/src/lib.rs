@@ -40,6 +40,8 @@ pub struct Drydock {
     pub system: system::System,
     pub backups: backups::Backups,
     pub store: Arc<dyn Store>,
+    /// The licensed seats (set by the license service; no cap until it loads).
+    pub seats: Arc<license::SeatCap>,
 }
 
 impl Drydock {
@@ -49,9 +51,10 @@ impl Drydock {
         clock: Arc<dyn Clock>,
         runtime: Arc<dyn runtime::Runtime>,
     ) -> Self {
-        let limits = Arc::new(limits::ResourceLimits::new(store.clone(), &config.limits));
+        let limits = Arc::new(limits::ResourceLimits::new(store.clone(), clock.clone(), &config.limits));
         let auth = auth::Auth::new(store.clone(), auth::AuthSettings::from_config(config), clock.clone());
         let maintenance = Arc::new(system::MaintenanceSwitch::default());
+        let seats = Arc::new(license::SeatCap::new(None));
         let workspaces = Arc::new(workspace::service::Workspaces::new(
             store.clone(),
             clock.clone(),
@@ -61,14 +64,15 @@ impl Drydock {
             maintenance.clone(),
         ));
         Drydock {
-            users: users::Users::new(store.clone(), auth.cache_handle(), clock.clone()),
-            permissions: permissions::Permissions::new(store.clone(), auth.cache_handle()),
+            users: users::Users::new(store.clone(), auth.cache_handle(), clock.clone(), seats.clone()),
+            permissions: permissions::Permissions::new(store.clone(), auth.cache_handle(), clock.clone()),
             system: system::System::new(store.clone(), clock.clone(), maintenance, workspaces.clone()),
             backups: backups::Backups::new(store.clone(), clock.clone()),
             workspaces,
             limits,
             auth,
             store,
+            seats,
         }
     }
 }

@@ -227,3 +227,25 @@ mod tests {
         assert_eq!(standing(&t, at("2027-11-30T00:00:00Z"), 0), Standing::Lapsed);
     }
 }
+
+/// How many users the license in force allows, shared by the license service (which sets it)
+/// and user creation (which checks it in the transaction that inserts). `None`: no cap.
+#[derive(Debug, Default)]
+pub struct SeatCap(std::sync::atomic::AtomicI64);
+
+impl SeatCap {
+    pub fn new(seats: Option<u64>) -> Self {
+        let cap = SeatCap::default();
+        cap.set(seats);
+        cap
+    }
+
+    pub fn get(&self) -> Option<u64> {
+        u64::try_from(self.0.load(std::sync::atomic::Ordering::SeqCst)).ok()
+    }
+
+    pub fn set(&self, seats: Option<u64>) {
+        let value = seats.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
+        self.0.store(value, std::sync::atomic::Ordering::SeqCst);
+    }
+}

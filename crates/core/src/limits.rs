@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::audit_log::{NewEvent, Target};
+use crate::clock::Clock;
 use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
 use crate::model::{MANAGE_SYSTEM, Page, Principal};
@@ -214,6 +216,7 @@ pub fn admit_start(limits: &Limits, usage: &Usage, start: &StartRequest) -> std:
 /// The Resource API: defaults, per-user overrides, usage.
 pub struct ResourceLimits {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     defaults: Limits,
     /// Effective limits by user, for the idle check that asks every second; a change of a
     /// user's override drops theirs.
@@ -225,8 +228,8 @@ fn user_not_found(user_id: &str) -> Error {
 }
 
 impl ResourceLimits {
-    pub fn new(store: Arc<dyn Store>, config: &LimitsConfig) -> Self {
-        ResourceLimits { store, defaults: Limits::from_config(config), cache: Mutex::default() }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: &LimitsConfig) -> Self {
+        ResourceLimits { store, clock, defaults: Limits::from_config(config), cache: Mutex::default() }
     }
 
     pub fn defaults(&self) -> Limits {
@@ -255,10 +258,14 @@ impl ResourceLimits {
             return Err(Error::invalid("accountId", "accountId (or userId) is required"));
         }
         let resources = normalize(resources)?;
-        if self.store.user(user_id).await?.is_none() {
-            return Err(user_not_found(user_id));
-        }
-        self.store.store_resource_override(user_id, &resources).await?;
+        let user = self.store.user(user_id).await?.ok_or_else(|| user_not_found(user_id))?;
+        let before = self.store.resource_override(user_id).await?;
+        let event = NewEvent::new(self.clock.now(), caller.into(), "limits.update", Target::user(&user)).changed(
+            "resources",
+            before,
+            &resources,
+        );
+        self.store.store_resource_override(user_id, &resources, &event).await?;
         self.forget(user_id);
         Ok(ResourceOverride { account_id: user_id.to_string(), resources })
     }
@@ -285,10 +292,14 @@ impl ResourceLimits {
         if user_id.is_empty() {
             return Err(Error::invalid("userId", "userId is required"));
         }
-        if self.store.user(user_id).await?.is_none() {
-            return Err(user_not_found(user_id));
-        }
-        self.store.remove_resource_override(user_id).await?;
+        let user = self.store.user(user_id).await?.ok_or_else(|| user_not_found(user_id))?;
+        let before = self.store.resource_override(user_id).await?;
+        let event = NewEvent::new(self.clock.now(), caller.into(), "limits.reset", Target::user(&user)).changed(
+            "resources",
+            before,
+            Option::<Vec<Resource>>::None,
+        );
+        self.store.remove_resource_override(user_id, &event).await?;
         self.forget(user_id);
         Ok(())
     }

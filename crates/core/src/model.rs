@@ -100,6 +100,14 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The same principal, for a request from `client` (the cached one has no address).
+    pub fn from_client(self: std::sync::Arc<Self>, client: &str) -> std::sync::Arc<Self> {
+        if self.client == client {
+            return self;
+        }
+        std::sync::Arc::new(Principal { client: client.to_string(), ..(*self).clone() })
+    }
+
     pub fn has_system(&self, action: &str) -> bool {
         self.system_actions.iter().any(|a| a == action)
     }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::audit_log::NewEvent;
 use crate::auth::PrincipalCache;
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::model::{DOMAIN_SYSTEM, MANAGE_SYSTEM, Permission, Principal, SYSTEM_ACTIONS};
 use crate::store::Store;
@@ -11,11 +13,12 @@ use crate::store::Store;
 pub struct Permissions {
     store: Arc<dyn Store>,
     cache: Arc<PrincipalCache>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Permissions {
-    pub fn new(store: Arc<dyn Store>, cache: Arc<PrincipalCache>) -> Self {
-        Permissions { store, cache }
+    pub fn new(store: Arc<dyn Store>, cache: Arc<PrincipalCache>, clock: Arc<dyn Clock>) -> Self {
+        Permissions { store, cache, clock }
     }
 
     /// The caller's own actions in the system domain (empty for a plain user).
@@ -55,10 +58,14 @@ impl Permissions {
                 ));
             }
         };
-        if self.store.user(&permission.user_id).await?.is_none() {
-            return Err(Error::NotFound(format!("user {} not found", permission.user_id)));
-        }
-        self.store.store_permission(&permission).await?;
+        let user = self
+            .store
+            .user(&permission.user_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("user {} not found", permission.user_id)))?;
+        let before = self.store.permission(&user.id, DOMAIN_SYSTEM, None).await?.map(|p| p.actions);
+        let event = NewEvent::permission(self.clock.now(), caller, &user, DOMAIN_SYSTEM, "", before, Some(&permission));
+        self.store.store_permission(&permission, &event).await?;
         self.cache.invalidate();
         Ok(permission)
     }
@@ -66,10 +73,11 @@ impl Permissions {
     /// Revokes a user's system actions (their admin rights).
     pub async fn remove_system(&self, caller: &Principal, user_id: &str) -> Result<()> {
         caller.require_system(MANAGE_SYSTEM)?;
-        if self.store.user(user_id).await?.is_none() {
-            return Err(Error::NotFound(format!("user {user_id} not found")));
-        }
-        self.store.remove_permission(user_id, DOMAIN_SYSTEM, None).await?;
+        let user =
+            self.store.user(user_id).await?.ok_or_else(|| Error::NotFound(format!("user {user_id} not found")))?;
+        let before = self.store.permission(user_id, DOMAIN_SYSTEM, None).await?.map(|p| p.actions);
+        let event = NewEvent::permission(self.clock.now(), caller, &user, DOMAIN_SYSTEM, "", before, None);
+        self.store.remove_permission(user_id, DOMAIN_SYSTEM, None, &event).await?;
         self.cache.invalidate();
         Ok(())
     }

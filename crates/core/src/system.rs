@@ -10,6 +10,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::audit_log::{NewEvent, Target};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::model::{MANAGE_SYSTEM, Principal};
@@ -147,7 +148,10 @@ impl System {
         let text = serde_json::to_string(&maintenance).map_err(Error::internal)?;
         // Read before anything changes, so a failure leaves the instance as it was.
         let busy = if stop_workspaces { self.workspaces.busy_ids().await? } else { Vec::new() };
-        self.store.set_system_value(MAINTENANCE_KEY, Some(&text)).await?;
+        let event = NewEvent::new(self.clock.now(), caller.into(), "maintenance.on", Target::system())
+            .with("message", &maintenance.message)
+            .with("stopWorkspaces", busy.len());
+        self.store.set_system_value(MAINTENANCE_KEY, Some(&text), Some(&event)).await?;
         self.switch.set(Some(maintenance.clone()));
         tracing::info!(by = %maintenance.by, message = %maintenance.message, stop_workspaces, "maintenance on");
         let stopping = busy.len();
@@ -161,7 +165,8 @@ impl System {
     pub async fn end_maintenance(&self, caller: &Principal) -> Result<Option<Maintenance>> {
         caller.require_system(MANAGE_SYSTEM)?;
         let _change = self.changes.lock().await;
-        self.store.set_system_value(MAINTENANCE_KEY, None).await?;
+        let event = NewEvent::new(self.clock.now(), caller.into(), "maintenance.off", Target::system());
+        self.store.set_system_value(MAINTENANCE_KEY, None, Some(&event)).await?;
         let ended = self.switch.get();
         self.switch.set(None);
         tracing::info!(by = %caller.user.name, "maintenance off");

@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use crate::audit_log::{Actor, NewEvent, Target};
 use crate::auth::PrincipalCache;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::license::SeatCap;
 use crate::model::{CredentialKind, MANAGE_SYSTEM, MANAGE_USERS, NewUser, Page, Principal, User, UserFilter};
 use crate::store::Store;
 use crate::{ids, secret, validate};
@@ -21,24 +23,28 @@ pub struct Users {
     store: Arc<dyn Store>,
     cache: Arc<PrincipalCache>,
     clock: Arc<dyn Clock>,
+    seats: Arc<SeatCap>,
 }
 
 impl Users {
-    pub fn new(store: Arc<dyn Store>, cache: Arc<PrincipalCache>, clock: Arc<dyn Clock>) -> Self {
-        Users { store, cache, clock }
+    pub fn new(store: Arc<dyn Store>, cache: Arc<PrincipalCache>, clock: Arc<dyn Clock>, seats: Arc<SeatCap>) -> Self {
+        Users { store, cache, clock, seats }
     }
 
+    /// Creates a user (`manageUsers`), within the licensed seats: beyond them, 409 naming the
+    /// seat count (checked in the transaction that inserts, so concurrent creations never
+    /// exceed it).
     pub async fn create(&self, caller: &Principal, input: CreateUser) -> Result<User> {
         caller.require_system(MANAGE_USERS)?;
-        self.insert(input, &[]).await
+        self.insert(input, &[], caller.into()).await
     }
 
     /// Creates the first administrator, with both system actions. Used by `init` only.
     pub async fn bootstrap_admin(&self, input: CreateUser) -> Result<User> {
-        self.insert(input, &[MANAGE_SYSTEM.to_string(), MANAGE_USERS.to_string()]).await
+        self.insert(input, &[MANAGE_SYSTEM.to_string(), MANAGE_USERS.to_string()], Actor::host_cli()).await
     }
 
-    async fn insert(&self, input: CreateUser, system_actions: &[String]) -> Result<User> {
+    async fn insert(&self, input: CreateUser, system_actions: &[String], actor: Actor) -> Result<User> {
         let name = input.name.trim().to_string();
         let email = input.email.trim().to_lowercase();
         validate::user_name(&name)?;
@@ -47,7 +53,13 @@ impl Users {
         let password = input.password;
         let password_hash = secret::blocking(move || secret::hash_password(&password)).await??;
         let user = NewUser { id: ids::user_id(), name, email, password_hash, created: self.clock.now() };
-        Ok(self.store.create_user(&user, system_actions).await?)
+        let target = Target::new("user", &user.id, format!("{} <{}>", user.name, user.email));
+        let event = NewEvent::new(user.created, actor, "user.create", target)
+            .with("name", &user.name)
+            .with("email", &user.email)
+            .with("systemActions", system_actions);
+        let seats = self.seats.get();
+        Ok(self.store.create_user(&user, system_actions, seats, &event).await?)
     }
 
     /// Any signed-in user may look another up (to share a workspace with them, say).
@@ -76,7 +88,13 @@ impl Users {
         caller.require_system(MANAGE_USERS)?;
         let email = email.trim().to_lowercase();
         validate::email(&email)?;
-        let user = self.store.set_email(id, &email).await.map_err(|e| match e {
+        let before = self.get(id).await?;
+        let event = NewEvent::new(self.clock.now(), caller.into(), "user.update", Target::user(&before)).changed(
+            "email",
+            &before.email,
+            &email,
+        );
+        let user = self.store.set_email(id, &email, &event).await.map_err(|e| match e {
             crate::StoreError::NotFound(_) => Error::NotFound(format!("user {id} not found")),
             e => e.into(),
         })?;
@@ -98,7 +116,9 @@ impl Users {
     /// Removes a user with their sessions and tokens; the last `manageSystem` holder stays.
     pub async fn remove(&self, caller: &Principal, id: &str) -> Result<()> {
         caller.require_system(MANAGE_USERS)?;
-        self.store.delete_user(id).await.map_err(|e| match e {
+        let user = self.get(id).await?;
+        let event = NewEvent::new(self.clock.now(), caller.into(), "user.delete", Target::user(&user));
+        self.store.delete_user(id, &event).await.map_err(|e| match e {
             crate::StoreError::NotFound(_) => Error::NotFound(format!("user {id} not found")),
             e => e.into(),
         })?;
@@ -138,7 +158,11 @@ impl Users {
         }
         let password = new_password.to_string();
         let hash = secret::blocking(move || secret::hash_password(&password)).await??;
-        self.store.set_password_hash(id, &hash).await?;
+        // The password itself is never recorded: only that it changed, and by whom.
+        let event = NewEvent::new(self.clock.now(), caller.into(), "user.update", Target::user(&user))
+            .with("password", "changed")
+            .with("otherSessionsEnded", true);
+        self.store.set_password_hash(id, &hash, &event).await?;
         let keep = own.then_some(caller.credential_id.as_str());
         self.store.delete_credentials_of(id, CredentialKind::Session, keep).await?;
         self.cache.invalidate();

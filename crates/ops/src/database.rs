@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use drydock_core::Store;
+use drydock_core::audit_log::NewEvent;
 use drydock_store::{Backend, SqlStore, StoreOptions, connect_sql, describe_url};
 
 use crate::error::{OpsError, Result};
@@ -74,6 +75,11 @@ impl Database {
         let result = work(&store).await.map_err(OpsError::step(step));
         store.pool().close().await;
         result
+    }
+
+    /// Appends an audit event done by a command on the host (restore, upgrade).
+    pub async fn record_event(&self, event: &NewEvent) -> Result<()> {
+        self.with_store("recording the audit event", async |store| store.append_event(event).await).await
     }
 
     /// The schema version the database is at.

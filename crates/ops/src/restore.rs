@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Utc;
+use drydock_core::audit_log::{Actor, NewEvent, Target};
 use drydock_docker::{DockerRuntime, DockerSettings, HELPER_ROOT};
 use futures::StreamExt;
 use tokio::runtime::Handle;
@@ -234,6 +235,12 @@ async fn apply(
         migrated = Some((manifest.schema_version, status));
         write_atomic(&dir.version_file(), format!("{VERSION}\n").as_bytes(), 0o644)?;
     }
+    let archive = archive_path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let event = NewEvent::new(Utc::now(), Actor::host_cli(), "system.restore", Target::new("backup", "", archive))
+        .with("created", manifest.created)
+        .with("drydockVersion", &manifest.drydock_version)
+        .with("migrated", migrated);
+    database.record_event(&event).await?;
     Ok(migrated)
 }
 

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::Utc;
+use drydock_core::audit_log::{Actor, NewEvent, Target};
 use drydock_core::system::{MAINTENANCE_KEY, Maintenance};
 use drydock_core::{BackupRun, Store};
 use drydock_docker::DockerRuntime;
@@ -453,6 +454,10 @@ async fn steps<S: Server>(
         });
     }
     say(&format!("database migrated: schema {} → {reached}", plan.instance_schema));
+    let event = NewEvent::new(Utc::now(), Actor::host_cli(), "system.upgrade", Target::system())
+        .changed("version", &plan.instance_version, VERSION)
+        .changed("schema", plan.instance_schema, reached);
+    database.record_event(&event).await?;
     // The backup's record goes in now: an older schema may have had no place for it.
     if let Some(run) = &backup_run
         && let Err(e) = record_backup_run(database, run).await
@@ -618,7 +623,7 @@ async fn stored_maintenance(database: &Database) -> Result<Option<String>> {
 }
 
 async fn record_backup_run(database: &Database, run: &BackupRun) -> Result<()> {
-    database.with_store("recording the backup", async |store| store.record_backup_run(run).await).await
+    database.with_store("recording the backup", async |store| store.record_backup_run(run, None).await).await
 }
 
 /// Stores maintenance on (with the message) or off, as the server would: it comes up in it.
@@ -636,7 +641,7 @@ async fn store_maintenance(database: &Database, message: Option<&str>) -> Result
     };
     database
         .with_store("writing the maintenance state", async |store| {
-            store.set_system_value(MAINTENANCE_KEY, value.as_deref()).await
+            store.set_system_value(MAINTENANCE_KEY, value.as_deref(), None).await
         })
         .await
 }

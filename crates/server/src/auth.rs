@@ -11,7 +11,7 @@ use drydock_core::secret;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::Caller;
+use crate::extract::{Caller, client_address};
 
 pub const SESSION_COOKIE: &str = "drydock_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -38,11 +38,16 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Authenticates the request and checks the CSRF token of cookie requests.
-pub async fn authenticate(state: &AppState, method_is_safe: bool, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub async fn authenticate(
+    state: &AppState,
+    method_is_safe: bool,
+    headers: &HeaderMap,
+    client: &str,
+) -> Result<Caller, ApiError> {
     let (secret, via) = presented_secret(headers).ok_or_else(|| {
         ApiError::unauthorized("not signed in: sign in at POST /api/auth/login or send Authorization: Bearer <token>")
     })?;
-    let principal = state.drydock.auth.authenticate(&secret).await?;
+    let principal = state.drydock.auth.authenticate(&secret).await?.from_client(client);
     if via == Via::Cookie && !method_is_safe {
         let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
         if sent != secret::csrf_token(&secret) {
@@ -55,7 +60,8 @@ pub async fn authenticate(state: &AppState, method_is_safe: bool, headers: &Head
 /// Middleware for every route that needs a signed-in caller.
 pub async fn require_caller(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let safe = req.method().is_safe();
-    let caller = authenticate(&state, safe, req.headers()).await?;
+    let client = client_address(req.extensions());
+    let caller = authenticate(&state, safe, req.headers(), &client).await?;
     if let Some((_, via)) = presented_secret(req.headers()) {
         req.extensions_mut().insert(via);
     }

@@ -98,3 +98,23 @@ impl std::ops::Deref for Caller {
         &self.0
     }
 }
+
+/// The address of the client (the connection's peer), for the audit log; empty when the
+/// server was not told (tests that call the router directly).
+pub fn client_address(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_string())
+        .unwrap_or_default()
+}
+
+/// The client's address as an extractor.
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(client_address(&parts.extensions)))
+    }
+}

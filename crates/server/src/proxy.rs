@@ -52,7 +52,7 @@ pub async fn forward(
 ) -> ApiResult<Response> {
     let get = |name: &str| parts.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
     let (workspace, machine, server, rest) = (get("workspace"), get("machine"), get("server"), get("rest"));
-    let caller = authenticate(&state, true, req.headers()).await?;
+    let caller = authenticate(&state, true, req.headers(), &crate::extract::client_address(req.extensions())).await?;
     if !req.method().is_safe() && !same_origin(req.headers()) {
         return Err(ApiError::forbidden("a change through the proxy must come from this site"));
     }
@@ -67,8 +67,14 @@ pub async fn forward(
         let url = format!("ws://{address}{path_and_query}");
         // Messages either way are activity on the workspace (pings are not).
         let workspaces = state.drydock.workspaces.clone();
-        let touch = move || workspaces.touch(&workspace_id, activity::PROXY);
-        return Ok(upgrade.on_upgrade(move |socket| relay_websocket(socket, url, touch)).into_response());
+        workspaces.record_session(&caller, &workspace_id, "proxy", true).await;
+        return Ok(upgrade
+            .on_upgrade(move |socket| async move {
+                let touch = || workspaces.touch(&workspace_id, activity::PROXY);
+                relay_websocket(socket, url, touch).await;
+                workspaces.record_session(&caller, &workspace_id, "proxy", false).await;
+            })
+            .into_response());
     }
     let uri: Uri = format!("http://{address}{path_and_query}")
         .parse()

@@ -1,5 +1,6 @@
 //! Resource limits in SQL: per-user overrides (JSON) and usage.
 
+use drydock_core::audit_log::NewEvent;
 use drydock_core::limits::{Resource, ResourceOverride};
 use drydock_core::store::{StoreResult, Usage};
 use drydock_core::{Page, StoreError};
@@ -51,7 +52,13 @@ impl SqlStore {
         Ok((items, total.max(0) as u64))
     }
 
-    pub(crate) async fn limits_store(&self, user_id: &str, resources: &[Resource], now_ms: i64) -> StoreResult<()> {
+    pub(crate) async fn limits_store(
+        &self,
+        user_id: &str,
+        resources: &[Resource],
+        now_ms: i64,
+        event: &NewEvent,
+    ) -> StoreResult<()> {
         let text = serde_json::to_string(resources).map_err(|e| StoreError::Other(Box::new(e)))?;
         let mut tx = self.begin_guarded().await?;
         Self::require_user(&mut tx, user_id).await?;
@@ -67,16 +74,17 @@ impl SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(other)?;
-        tx.commit().await.map_err(other)
+        self.commit_with(tx, Some(event)).await
     }
 
-    pub(crate) async fn limits_remove(&self, user_id: &str) -> StoreResult<()> {
+    pub(crate) async fn limits_remove(&self, user_id: &str, event: &NewEvent) -> StoreResult<()> {
+        let mut tx = self.begin_guarded().await?;
         sqlx::query("DELETE FROM resource_overrides WHERE user_id = $1")
             .bind(user_id)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await
             .map_err(other)?;
-        Ok(())
+        self.commit_with(tx, Some(event)).await
     }
 
     pub(crate) async fn limits_usage(&self, user_id: &str) -> StoreResult<Usage> {

@@ -2,6 +2,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use drydock_core::audit::HistoryEntry;
+use drydock_core::audit_log::{Anchor, Event, EventFilter, NewEvent};
 use drydock_core::limits::{Resource, ResourceOverride};
 use drydock_core::model::{BackupRun, DOMAIN_SYSTEM, MANAGE_SYSTEM, UserFilter};
 use drydock_core::store::{Admission, Conflict, SchemaStatus, StoreResult, Usage};
@@ -22,6 +24,8 @@ const GUARD_LOCK_KEY: i64 = 0x6472_7964_6f63;
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// Off only when `audit.enabled = false` (then no event is written; the start says so).
+    audit: bool,
 }
 
 pub(crate) fn other(e: sqlx::Error) -> StoreError {
@@ -84,7 +88,17 @@ const CREDENTIAL_COLUMNS: &str = "c.id, c.user_id, c.kind, c.name, c.digest, c.c
 
 impl SqlStore {
     pub fn new(pool: AnyPool, backend: Backend) -> Self {
-        SqlStore { pool, backend }
+        SqlStore { pool, backend, audit: true }
+    }
+
+    /// Turns writing audit events on or off (`audit.enabled`).
+    pub fn with_audit(mut self, enabled: bool) -> Self {
+        self.audit = enabled;
+        self
+    }
+
+    pub(crate) fn audit_enabled(&self) -> bool {
+        self.audit
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -216,8 +230,25 @@ impl Store for SqlStore {
         Ok(SchemaStatus { current: self.current_version().await?, known })
     }
 
-    async fn create_user(&self, user: &NewUser, system_actions: &[String]) -> StoreResult<User> {
+    async fn create_user(
+        &self,
+        user: &NewUser,
+        system_actions: &[String],
+        seats: Option<u64>,
+        event: &NewEvent,
+    ) -> StoreResult<User> {
         let mut tx = self.begin_guarded().await?;
+        if let Some(seats) = seats {
+            let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(other)?
+                .try_get("n")
+                .map_err(other)?;
+            if n.max(0) as u64 >= seats {
+                return Err(StoreError::Conflict(Conflict::Seats(seats)));
+            }
+        }
         for (field, column, value) in [("name", "name", &user.name), ("email", "email", &user.email)] {
             let taken = sqlx::query(&format!("SELECT 1 AS one FROM users WHERE {column} = $1"))
                 .bind(value.as_str())
@@ -255,7 +286,7 @@ impl Store for SqlStore {
                 .await
                 .map_err(other)?;
         }
-        tx.commit().await.map_err(other)?;
+        self.commit_with(tx, Some(event)).await?;
         Ok(User {
             id: user.id.clone(),
             name: user.name.clone(),
@@ -349,20 +380,21 @@ impl Store for SqlStore {
         Ok(n.max(0) as u64)
     }
 
-    async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()> {
+    async fn set_password_hash(&self, user_id: &str, hash: &str, event: &NewEvent) -> StoreResult<()> {
+        let mut tx = self.begin_guarded().await?;
         let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(other)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("user"));
         }
-        Ok(())
+        self.commit_with(tx, Some(event)).await
     }
 
-    async fn set_email(&self, user_id: &str, email: &str) -> StoreResult<User> {
+    async fn set_email(&self, user_id: &str, email: &str, event: &NewEvent) -> StoreResult<User> {
         let mut tx = self.begin_guarded().await?;
         let holder = sqlx::query("SELECT id FROM users WHERE email = $1")
             .bind(email)
@@ -383,11 +415,11 @@ impl Store for SqlStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("user"));
         }
-        tx.commit().await.map_err(other)?;
+        self.commit_with(tx, Some(event)).await?;
         self.user(user_id).await?.ok_or(StoreError::NotFound("user"))
     }
 
-    async fn delete_user(&self, user_id: &str) -> StoreResult<()> {
+    async fn delete_user(&self, user_id: &str, event: &NewEvent) -> StoreResult<()> {
         let mut tx = self.begin_guarded().await?;
         Self::require_user(&mut tx, user_id).await?;
         if Self::is_last_system_admin(&mut tx, user_id).await? {
@@ -405,7 +437,7 @@ impl Store for SqlStore {
                 .map_err(other)?;
         }
         sqlx::query("DELETE FROM users WHERE id = $1").bind(user_id).execute(&mut *tx).await.map_err(other)?;
-        tx.commit().await.map_err(other)
+        self.commit_with(tx, Some(event)).await
     }
 
     async fn permission(&self, user_id: &str, domain: &str, instance: Option<&str>) -> StoreResult<Option<Permission>> {
@@ -428,7 +460,7 @@ impl Store for SqlStore {
         }
     }
 
-    async fn store_permission(&self, permission: &Permission) -> StoreResult<()> {
+    async fn store_permission(&self, permission: &Permission, event: &NewEvent) -> StoreResult<()> {
         let mut tx = self.begin_guarded().await?;
         let keeps_admin = permission.actions.iter().any(|a| a == MANAGE_SYSTEM);
         if permission.domain_id == DOMAIN_SYSTEM
@@ -453,10 +485,16 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(other)?;
-        tx.commit().await.map_err(other)
+        self.commit_with(tx, Some(event)).await
     }
 
-    async fn remove_permission(&self, user_id: &str, domain: &str, instance: Option<&str>) -> StoreResult<()> {
+    async fn remove_permission(
+        &self,
+        user_id: &str,
+        domain: &str,
+        instance: Option<&str>,
+        event: &NewEvent,
+    ) -> StoreResult<()> {
         let mut tx = self.begin_guarded().await?;
         if domain == DOMAIN_SYSTEM && Self::is_last_system_admin(&mut tx, user_id).await? {
             return Err(StoreError::Conflict(Conflict::LastSystemAdmin));
@@ -468,7 +506,7 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(other)?;
-        tx.commit().await.map_err(other)
+        self.commit_with(tx, Some(event)).await
     }
 
     async fn permissions_in_domain(&self, domain: &str) -> StoreResult<Vec<Permission>> {
@@ -518,8 +556,9 @@ impl Store for SqlStore {
         workspace: &Workspace,
         owner_actions: &[String],
         admit: Admission<'_>,
+        event: &NewEvent,
     ) -> StoreResult<()> {
-        self.ws_create(workspace, owner_actions, admit).await
+        self.ws_create(workspace, owner_actions, admit, event).await
     }
 
     async fn workspace(&self, id: &str) -> StoreResult<Option<Workspace>> {
@@ -534,12 +573,17 @@ impl Store for SqlStore {
         self.ws_list(filter, page).await
     }
 
-    async fn update_workspace_config(&self, workspace: &Workspace) -> StoreResult<()> {
-        self.ws_update_config(workspace).await
+    async fn update_workspace_config(&self, workspace: &Workspace, event: &NewEvent) -> StoreResult<()> {
+        self.ws_update_config(workspace, event).await
     }
 
-    async fn transition_workspace(&self, workspace: &Workspace, from: &[WorkspaceStatus]) -> StoreResult<bool> {
-        self.ws_transition(workspace, from).await
+    async fn transition_workspace(
+        &self,
+        workspace: &Workspace,
+        from: &[WorkspaceStatus],
+        event: Option<&NewEvent>,
+    ) -> StoreResult<bool> {
+        self.ws_transition(workspace, from, event).await
     }
 
     async fn admit_start(
@@ -548,16 +592,17 @@ impl Store for SqlStore {
         from: &[WorkspaceStatus],
         ram_mb: u64,
         admit: Admission<'_>,
+        event: &NewEvent,
     ) -> StoreResult<bool> {
-        self.ws_admit_start(workspace, from, ram_mb, admit).await
+        self.ws_admit_start(workspace, from, ram_mb, admit, event).await
     }
 
     async fn usage(&self, user_id: &str) -> StoreResult<Usage> {
         self.limits_usage(user_id).await
     }
 
-    async fn delete_workspace(&self, id: &str, from: &[WorkspaceStatus]) -> StoreResult<()> {
-        self.ws_delete(id, from).await
+    async fn delete_workspace(&self, id: &str, from: &[WorkspaceStatus], event: &NewEvent) -> StoreResult<()> {
+        self.ws_delete(id, from, event).await
     }
 
     async fn resource_override(&self, user_id: &str) -> StoreResult<Option<Vec<Resource>>> {
@@ -568,16 +613,21 @@ impl Store for SqlStore {
         self.limits_overrides(page).await
     }
 
-    async fn store_resource_override(&self, user_id: &str, resources: &[Resource]) -> StoreResult<()> {
-        self.limits_store(user_id, resources, Utc::now().timestamp_millis()).await
+    async fn store_resource_override(
+        &self,
+        user_id: &str,
+        resources: &[Resource],
+        event: &NewEvent,
+    ) -> StoreResult<()> {
+        self.limits_store(user_id, resources, Utc::now().timestamp_millis(), event).await
     }
 
-    async fn remove_resource_override(&self, user_id: &str) -> StoreResult<()> {
-        self.limits_remove(user_id).await
+    async fn remove_resource_override(&self, user_id: &str, event: &NewEvent) -> StoreResult<()> {
+        self.limits_remove(user_id, event).await
     }
 
-    async fn create_stack(&self, stack: &Stack) -> StoreResult<()> {
-        self.stack_create(stack).await
+    async fn create_stack(&self, stack: &Stack, event: &NewEvent) -> StoreResult<()> {
+        self.stack_create(stack, event).await
     }
 
     async fn stacks(&self) -> StoreResult<Vec<Stack>> {
@@ -588,11 +638,12 @@ impl Store for SqlStore {
         self.stack_get(id).await
     }
 
-    async fn delete_stack(&self, id: &str) -> StoreResult<()> {
-        self.stack_delete(id).await
+    async fn delete_stack(&self, id: &str, event: &NewEvent) -> StoreResult<()> {
+        self.stack_delete(id, event).await
     }
 
-    async fn insert_credential(&self, c: &Credential) -> StoreResult<()> {
+    async fn insert_credential(&self, c: &Credential, event: &NewEvent) -> StoreResult<()> {
+        let mut tx = self.begin_guarded().await?;
         sqlx::query(
             "INSERT INTO credentials (id, user_id, kind, name, digest, created, expires, last_used) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -605,13 +656,13 @@ impl Store for SqlStore {
         .bind(c.created.timestamp_millis())
         .bind(c.expires.map(|t| t.timestamp_millis()))
         .bind(c.last_used.map(|t| t.timestamp_millis()))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.kind() == ErrorKind::ForeignKeyViolation => StoreError::NotFound("user"),
             _ => other(e),
         })?;
-        Ok(())
+        self.commit_with(tx, Some(event)).await
     }
 
     async fn credential_by_digest(&self, digest: &str) -> StoreResult<Option<(Credential, User)>> {
@@ -647,17 +698,18 @@ impl Store for SqlStore {
         rows.iter().map(credential_from).collect::<Result<Vec<_>, _>>().map_err(other)
     }
 
-    async fn delete_credential(&self, user_id: &str, id: &str) -> StoreResult<()> {
+    async fn delete_credential(&self, user_id: &str, id: &str, event: &NewEvent) -> StoreResult<()> {
+        let mut tx = self.begin_guarded().await?;
         let done = sqlx::query("DELETE FROM credentials WHERE user_id = $1 AND id = $2")
             .bind(user_id)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(other)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("credential"));
         }
-        Ok(())
+        self.commit_with(tx, Some(event)).await
     }
 
     async fn delete_credentials_of(&self, user_id: &str, kind: CredentialKind, keep: Option<&str>) -> StoreResult<()> {
@@ -697,15 +749,48 @@ impl Store for SqlStore {
         self.system_get(name).await
     }
 
-    async fn set_system_value(&self, name: &str, value: Option<&str>) -> StoreResult<()> {
-        self.system_set(name, value, Utc::now().timestamp_millis()).await
+    async fn set_system_value(&self, name: &str, value: Option<&str>, event: Option<&NewEvent>) -> StoreResult<()> {
+        self.system_set(name, value, Utc::now().timestamp_millis(), event).await
     }
 
-    async fn record_backup_run(&self, run: &BackupRun) -> StoreResult<()> {
-        self.backup_record(run).await
+    async fn record_backup_run(&self, run: &BackupRun, event: Option<&NewEvent>) -> StoreResult<()> {
+        self.backup_record(run, event).await
     }
 
     async fn backup_runs(&self, limit: u32) -> StoreResult<Vec<BackupRun>> {
         self.backup_list(limit).await
+    }
+
+    async fn append_event(&self, event: &NewEvent) -> StoreResult<()> {
+        self.event_append(event).await
+    }
+
+    async fn audit_events(&self, filter: &EventFilter, page: Page) -> StoreResult<(Vec<Event>, u64)> {
+        self.event_list(filter, page).await
+    }
+
+    async fn audit_events_after(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        self.event_range(after_seq, limit).await
+    }
+
+    async fn audit_anchor(&self) -> StoreResult<Anchor> {
+        self.event_anchor().await
+    }
+
+    async fn prune_audit_events(&self, before: DateTime<Utc>, event: &NewEvent) -> StoreResult<u64> {
+        self.event_prune(before, event).await
+    }
+
+    async fn record_license_change(
+        &self,
+        license: Option<&str>,
+        change: &HistoryEntry,
+        event: &NewEvent,
+    ) -> StoreResult<()> {
+        self.license_record(license, change, event).await
+    }
+
+    async fn accept_fair_source(&self, change: &HistoryEntry, event: &NewEvent) -> StoreResult<bool> {
+        self.license_accept(change, event).await
     }
 }

@@ -2,6 +2,7 @@
 //! (`backup_runs`).
 
 use chrono::{DateTime, Utc};
+use drydock_core::audit_log::NewEvent;
 use drydock_core::model::BackupRun;
 use drydock_core::store::StoreResult;
 use sqlx::Row;
@@ -36,7 +37,15 @@ impl SqlStore {
         row.map(|r| r.try_get::<String, _>("value")).transpose().map_err(other)
     }
 
-    pub(crate) async fn system_set(&self, name: &str, value: Option<&str>, now_ms: i64) -> StoreResult<()> {
+    pub(crate) async fn system_set(
+        &self,
+        name: &str,
+        value: Option<&str>,
+        now_ms: i64,
+        event: Option<&NewEvent>,
+    ) -> StoreResult<()> {
+        let mut tx =
+            if event.is_some() { self.begin_guarded().await? } else { self.pool().begin().await.map_err(other)? };
         match value {
             Some(value) => sqlx::query(
                 "INSERT INTO system_state (name, value, updated) VALUES ($1, $2, $3) \
@@ -45,19 +54,21 @@ impl SqlStore {
             .bind(name)
             .bind(value)
             .bind(now_ms)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await
             .map_err(other)?,
             None => sqlx::query("DELETE FROM system_state WHERE name = $1")
                 .bind(name)
-                .execute(self.pool())
+                .execute(&mut *tx)
                 .await
                 .map_err(other)?,
         };
-        Ok(())
+        self.commit_with(tx, event).await
     }
 
-    pub(crate) async fn backup_record(&self, run: &BackupRun) -> StoreResult<()> {
+    pub(crate) async fn backup_record(&self, run: &BackupRun, event: Option<&NewEvent>) -> StoreResult<()> {
+        let mut tx =
+            if event.is_some() { self.begin_guarded().await? } else { self.pool().begin().await.map_err(other)? };
         sqlx::query(
             "INSERT INTO backup_runs (id, started, finished, \"trigger\", file, size, result, message) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -73,10 +84,10 @@ impl SqlStore {
         .bind(run.size)
         .bind(run.result.as_str())
         .bind(run.message.as_deref())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(other)?;
-        Ok(())
+        self.commit_with(tx, event).await
     }
 
     pub(crate) async fn backup_list(&self, limit: u32) -> StoreResult<Vec<BackupRun>> {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use drydock_core::audit_log::NewEvent;
 use drydock_core::store::{Admission, Conflict, StoreResult, Usage};
 use drydock_core::workspace::{DOMAIN_WORKSPACE, Stack, Workspace, WorkspaceFilter, WorkspaceStatus};
 use drydock_core::{Page, StoreError};
@@ -132,6 +133,7 @@ impl SqlStore {
         w: &Workspace,
         owner_actions: &[String],
         admit: Admission<'_>,
+        event: &NewEvent,
     ) -> StoreResult<()> {
         let mut tx = self.begin_guarded().await?;
         if Self::owner_has_name(&mut tx, &w.owner_id, &w.config.name, "").await? {
@@ -162,7 +164,7 @@ impl SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(other)?;
-        tx.commit().await.map_err(other)
+        self.commit_with(tx, Some(event)).await
     }
 
     pub(crate) async fn ws_get(&self, id: &str) -> StoreResult<Option<Workspace>> {
@@ -231,7 +233,7 @@ impl SqlStore {
         Ok((items, total.max(0) as u64))
     }
 
-    pub(crate) async fn ws_update_config(&self, w: &Workspace) -> StoreResult<()> {
+    pub(crate) async fn ws_update_config(&self, w: &Workspace, event: &NewEvent) -> StoreResult<()> {
         let mut tx = self.begin_guarded().await?;
         if Self::owner_has_name(&mut tx, &w.owner_id, &w.config.name, &w.id).await? {
             return Err(StoreError::Conflict(Conflict::Taken { field: "name", value: w.config.name.clone() }));
@@ -249,12 +251,25 @@ impl SqlStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("workspace"));
         }
-        tx.commit().await.map_err(other)
+        self.commit_with(tx, Some(event)).await
     }
 
-    pub(crate) async fn ws_transition(&self, w: &Workspace, from: &[WorkspaceStatus]) -> StoreResult<bool> {
-        let mut conn = self.pool().acquire().await.map_err(other)?;
-        transition_on(&mut conn, w, from, None).await
+    pub(crate) async fn ws_transition(
+        &self,
+        w: &Workspace,
+        from: &[WorkspaceStatus],
+        event: Option<&NewEvent>,
+    ) -> StoreResult<bool> {
+        let Some(event) = event else {
+            let mut conn = self.pool().acquire().await.map_err(other)?;
+            return transition_on(&mut conn, w, from, None).await;
+        };
+        let mut tx = self.begin_guarded().await?;
+        if !transition_on(&mut tx, w, from, None).await? {
+            return Ok(false);
+        }
+        self.commit_with(tx, Some(event)).await?;
+        Ok(true)
     }
 
     pub(crate) async fn ws_admit_start(
@@ -263,17 +278,18 @@ impl SqlStore {
         from: &[WorkspaceStatus],
         ram_mb: u64,
         admit: Admission<'_>,
+        event: &NewEvent,
     ) -> StoreResult<bool> {
         let mut tx = self.begin_guarded().await?;
         admit(&usage_on(&mut tx, &w.owner_id).await?).map_err(refused)?;
         if !transition_on(&mut tx, w, from, Some(ram_mb)).await? {
             return Ok(false);
         }
-        tx.commit().await.map_err(other)?;
+        self.commit_with(tx, Some(event)).await?;
         Ok(true)
     }
 
-    pub(crate) async fn ws_delete(&self, id: &str, from: &[WorkspaceStatus]) -> StoreResult<()> {
+    pub(crate) async fn ws_delete(&self, id: &str, from: &[WorkspaceStatus], event: &NewEvent) -> StoreResult<()> {
         let mut tx = self.begin_guarded().await?;
         let row = sqlx::query("SELECT status FROM workspaces WHERE id = $1")
             .bind(id)
@@ -292,7 +308,7 @@ impl SqlStore {
             .await
             .map_err(other)?;
         sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(other)?;
-        tx.commit().await.map_err(other)
+        self.commit_with(tx, Some(event)).await
     }
 
     /// The names of the workspaces a user owns, inside a guarded transaction.
@@ -312,7 +328,7 @@ fn stack_from(row: &AnyRow) -> StoreResult<Stack> {
 }
 
 impl SqlStore {
-    pub(crate) async fn stack_create(&self, stack: &Stack) -> StoreResult<()> {
+    pub(crate) async fn stack_create(&self, stack: &Stack, event: &NewEvent) -> StoreResult<()> {
         let mut tx = self.begin_guarded().await?;
         let taken = sqlx::query("SELECT 1 AS one FROM stacks WHERE name = $1")
             .bind(stack.name.as_str())
@@ -331,7 +347,7 @@ impl SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(other)?;
-        tx.commit().await.map_err(other)
+        self.commit_with(tx, Some(event)).await
     }
 
     pub(crate) async fn stack_list(&self) -> StoreResult<Vec<Stack>> {
@@ -348,12 +364,12 @@ impl SqlStore {
         row.as_ref().map(stack_from).transpose()
     }
 
-    pub(crate) async fn stack_delete(&self, id: &str) -> StoreResult<()> {
-        let done =
-            sqlx::query("DELETE FROM stacks WHERE id = $1").bind(id).execute(self.pool()).await.map_err(other)?;
+    pub(crate) async fn stack_delete(&self, id: &str, event: &NewEvent) -> StoreResult<()> {
+        let mut tx = self.begin_guarded().await?;
+        let done = sqlx::query("DELETE FROM stacks WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(other)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("stack"));
         }
-        Ok(())
+        self.commit_with(tx, Some(event)).await
     }
 }

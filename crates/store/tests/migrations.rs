@@ -3,6 +3,7 @@
 //! latest schema added works on both backends.
 
 use chrono::{DateTime, Utc};
+use drydock_core::audit_log::{Actor, NewEvent, Target};
 use drydock_core::{BackupRun, NewUser, Store};
 use drydock_store::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, SqlStore, connect_sql};
 
@@ -16,7 +17,8 @@ async fn old_instance_upgrades(store: SqlStore, known: i64) {
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         created: Utc::now(),
     };
-    store.create_user(&user, &["manageSystem".to_string()]).await.unwrap();
+    let event = NewEvent::new(Utc::now(), Actor::system(), "user.create", Target::system());
+    store.create_user(&user, &["manageSystem".to_string()], None, &event).await.unwrap();
     let status = store.migrate().await.unwrap();
     assert_eq!((status.current, status.known), (known, known));
     assert_eq!(store.user_by_name("old-timer").await.unwrap().unwrap().email, "old@example.com");
@@ -48,12 +50,12 @@ async fn postgres_instance_at_schema_1_upgrades() {
 async fn system_state_and_backup_runs(store: SqlStore) {
     store.migrate().await.unwrap();
     assert_eq!(store.system_value("maintenance").await.unwrap(), None);
-    store.set_system_value("maintenance", Some(r#"{"message":"one"}"#)).await.unwrap();
-    store.set_system_value("maintenance", Some(r#"{"message":"two"}"#)).await.unwrap();
-    store.set_system_value("other", Some("x")).await.unwrap();
+    store.set_system_value("maintenance", Some(r#"{"message":"one"}"#), None).await.unwrap();
+    store.set_system_value("maintenance", Some(r#"{"message":"two"}"#), None).await.unwrap();
+    store.set_system_value("other", Some("x"), None).await.unwrap();
     assert_eq!(store.system_value("maintenance").await.unwrap().as_deref(), Some(r#"{"message":"two"}"#));
-    store.set_system_value("maintenance", None).await.unwrap();
-    store.set_system_value("maintenance", None).await.unwrap();
+    store.set_system_value("maintenance", None, None).await.unwrap();
+    store.set_system_value("maintenance", None, None).await.unwrap();
     assert_eq!(store.system_value("maintenance").await.unwrap(), None);
     assert_eq!(store.system_value("other").await.unwrap().as_deref(), Some("x"));
 
@@ -69,7 +71,7 @@ async fn system_state_and_backup_runs(store: SqlStore) {
         message: None,
     };
     for (id, started) in [("b-old", 1_000), ("b-new", 3_000), ("b-mid", 2_000)] {
-        store.record_backup_run(&running(id, started)).await.unwrap();
+        store.record_backup_run(&running(id, started), None).await.unwrap();
     }
     // Recorded again when it ends: the same row, updated.
     let done = BackupRun {
@@ -80,7 +82,7 @@ async fn system_state_and_backup_runs(store: SqlStore) {
         message: Some("3 workspaces".into()),
         ..running("b-mid", 2_000)
     };
-    store.record_backup_run(&done).await.unwrap();
+    store.record_backup_run(&done, None).await.unwrap();
     let runs = store.backup_runs(10).await.unwrap();
     assert_eq!(runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["b-new", "b-mid", "b-old"]);
     assert_eq!(runs[1], done);

@@ -19,6 +19,7 @@ use super::{
     DOMAIN_WORKSPACE, MachineState, ServerUrl, Stack, WORKSPACE_ACTIONS, Workspace, WorkspaceFilter, WorkspaceRuntime,
     WorkspaceStatus, spec,
 };
+use crate::audit_log::{Actor, NewEvent, Target};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::ids;
@@ -144,6 +145,27 @@ impl Workspaces {
         &self.runtime
     }
 
+    /// An audit event about a workspace, now.
+    fn event(&self, actor: Actor, action: &str, workspace: &Workspace) -> NewEvent {
+        NewEvent::new(self.clock.now(), actor, action, Target::workspace(workspace))
+    }
+
+    /// Records that a terminal, SSH or proxy session (`kind`) on a workspace opened or
+    /// closed. A failure to record is logged, never fatal to the session.
+    pub async fn record_session(&self, caller: &Principal, workspace_id: &str, kind: &str, opened: bool) {
+        let name = match self.store.workspace(workspace_id).await {
+            Ok(Some(w)) => format!("{}:{}", w.namespace, w.config.name),
+            _ => String::new(),
+        };
+        let action = format!("{kind}.{}", if opened { "open" } else { "close" });
+        let event =
+            NewEvent::new(self.clock.now(), caller.into(), &action, Target::new("workspace", workspace_id, name))
+                .with("session", &caller.credential_id);
+        if let Err(e) = self.store.append_event(&event).await {
+            tracing::error!(workspace = %workspace_id, error = %e, "cannot record a session in the audit log");
+        }
+    }
+
     fn now_text(&self) -> String {
         self.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     }
@@ -247,7 +269,8 @@ impl Workspaces {
         let all: Vec<String> = WORKSPACE_ACTIONS.iter().map(|a| a.to_string()).collect();
         let owner_limits = self.limits.effective(&caller.user.id).await?;
         let admit = |usage: &crate::store::Usage| limits::admit_create(&owner_limits, usage);
-        self.store.create_workspace(&workspace, &all, &admit).await.map_err(name_taken)?;
+        let event = self.event(caller.into(), "workspace.create", &workspace).with("name", &workspace.config.name);
+        self.store.create_workspace(&workspace, &all, &admit, &event).await.map_err(name_taken)?;
         Ok(workspace)
     }
 
@@ -271,7 +294,13 @@ impl Workspaces {
         stack.id = format!("stack-{}", ids::random_lower(16));
         stack.creator = caller.user.id.clone();
         stack.created = self.now_text();
-        self.store.create_stack(&stack).await.map_err(|e| match e {
+        let event = NewEvent::new(
+            self.clock.now(),
+            caller.into(),
+            "stack.create",
+            Target::new("stack", &stack.id, &stack.name),
+        );
+        self.store.create_stack(&stack, &event).await.map_err(|e| match e {
             StoreError::Conflict(Conflict::Taken { value, .. }) => {
                 Error::Taken { field: "name".into(), message: format!("a stack named '{value}' exists") }
             }
@@ -282,7 +311,9 @@ impl Workspaces {
 
     pub async fn delete_stack(&self, caller: &Principal, id: &str) -> Result<()> {
         caller.require_system(MANAGE_SYSTEM)?;
-        self.store.delete_stack(id).await.map_err(|e| match e {
+        let name = self.store.stack(id).await?.map(|s| s.name).unwrap_or_default();
+        let event = NewEvent::new(self.clock.now(), caller.into(), "stack.delete", Target::new("stack", id, name));
+        self.store.delete_stack(id, &event).await.map_err(|e| match e {
             StoreError::NotFound(_) => Error::NotFound(format!("stack {id} not found")),
             e => e.into(),
         })
@@ -346,11 +377,13 @@ impl Workspaces {
         spec::validate(&config, self.settings.default_machine_memory)?;
         self.check_size(&config)?;
         let mut workspace = access.workspace;
+        let event =
+            config_change(self.event(caller.into(), "workspace.update", &workspace), &workspace.config, &config);
         workspace.config = config;
         workspace
             .attributes
             .insert("updated".into(), self.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-        self.store.update_workspace_config(&workspace).await.map_err(name_taken)?;
+        self.store.update_workspace_config(&workspace, &event).await.map_err(name_taken)?;
         Ok(workspace)
     }
 
@@ -364,7 +397,8 @@ impl Workspaces {
             return Err(Error::Conflict(format!("the workspace is {}; stop it first", workspace.status.as_str())));
         }
         self.runtime.remove(&workspace.id).await.map_err(runtime_error)?;
-        self.store.delete_workspace(&workspace.id, &[WorkspaceStatus::Stopped, WorkspaceStatus::Error]).await?;
+        let event = self.event(caller.into(), "workspace.delete", &workspace);
+        self.store.delete_workspace(&workspace.id, &[WorkspaceStatus::Stopped, WorkspaceStatus::Error], &event).await?;
         Ok(workspace)
     }
 
@@ -380,12 +414,16 @@ impl Workspaces {
                 let from = workspace.status;
                 workspace.status = WorkspaceStatus::Stopping;
                 workspace.attributes.insert("stoppedBy".into(), caller.user.name.clone());
-                if self.store.transition_workspace(&workspace, &[from]).await? {
+                let event =
+                    self.event(caller.into(), "workspace.stop", &workspace).with("stoppedBy", &caller.user.name);
+                if self.store.transition_workspace(&workspace, &[from], Some(&event)).await? {
                     self.finish_stop(workspace.clone()).await;
                 }
             }
             self.runtime.remove(&workspace.id).await.map_err(runtime_error)?;
-            self.store.delete_workspace(&workspace.id, &[WorkspaceStatus::Stopped, WorkspaceStatus::Error]).await?;
+            let event = self.event(caller.into(), "workspace.delete", &workspace);
+            let from = [WorkspaceStatus::Stopped, WorkspaceStatus::Error];
+            self.store.delete_workspace(&workspace.id, &from, &event).await?;
             deleted.push(workspace.config.name);
         }
         Ok(deleted)
@@ -436,7 +474,12 @@ impl Workspaces {
             host_cap_mb: self.host_cap_mb().await,
         };
         let admit = |usage: &crate::store::Usage| limits::admit_start(&owner_limits, usage, &request);
-        if !self.store.admit_start(&workspace, &from, request.ram_mb, &admit).await? {
+        let event = self
+            .event(caller.into(), "workspace.start", &workspace)
+            .with("environment", &env)
+            .with("restore", restore)
+            .with("ramMb", request.ram_mb);
+        if !self.store.admit_start(&workspace, &from, request.ram_mb, &admit, &event).await? {
             return Err(Error::Conflict("the workspace is being started or stopped by another request".into()));
         }
         self.emit(&workspace.id, "status", Some(WorkspaceStatus::Starting), format!("starting environment {env}"));
@@ -480,7 +523,7 @@ impl Workspaces {
             Ok(info) => {
                 workspace.status = WorkspaceStatus::Running;
                 workspace.runtime = Some(runtime_state(&workspace, &env, &info));
-                match self.store.transition_workspace(&workspace, &[WorkspaceStatus::Starting]).await {
+                match self.store.transition_workspace(&workspace, &[WorkspaceStatus::Starting], None).await {
                     Ok(true) => {
                         self.activity.begin(&id, &workspace.owner_id, self.clock.now(), activity::START);
                         self.emit(&id, "status", Some(WorkspaceStatus::Running), "running");
@@ -499,7 +542,7 @@ impl Workspaces {
                 workspace.runtime = None;
                 workspace.attributes.insert("errorMessage".into(), e.to_string());
                 let from = [WorkspaceStatus::Starting, WorkspaceStatus::Stopping];
-                if let Err(store) = self.store.transition_workspace(&workspace, &from).await {
+                if let Err(store) = self.store.transition_workspace(&workspace, &from, None).await {
                     tracing::error!(workspace = %id, error = %store, "cannot record a failed start");
                 }
                 self.emit(&id, "error", Some(WorkspaceStatus::Error), e.to_string());
@@ -523,7 +566,8 @@ impl Workspaces {
         workspace.status = WorkspaceStatus::Stopping;
         workspace.attributes.insert("stoppedBy".into(), caller.user.name.clone());
         workspace.attributes.insert("stopReason".into(), format!("stopped by {}", caller.user.name));
-        if !self.store.transition_workspace(&workspace, &[from]).await? {
+        let event = self.event(caller.into(), "workspace.stop", &workspace).with("stoppedBy", &caller.user.name);
+        if !self.store.transition_workspace(&workspace, &[from], Some(&event)).await? {
             return Err(Error::Conflict("the workspace is being started or stopped by another request".into()));
         }
         self.emit(&workspace.id, "status", Some(WorkspaceStatus::Stopping), format!("stopped by {}", caller.user.name));
@@ -563,7 +607,11 @@ impl Workspaces {
         workspace.status = WorkspaceStatus::Stopping;
         workspace.attributes.insert("stoppedBy".into(), stopped_by.into());
         workspace.attributes.insert("stopReason".into(), reason.into());
-        match self.store.transition_workspace(&workspace, &[from]).await {
+        let event = self
+            .event(Actor::system(), "workspace.stop", &workspace)
+            .with("stoppedBy", stopped_by)
+            .with("reason", reason);
+        match self.store.transition_workspace(&workspace, &[from], Some(&event)).await {
             Ok(true) => {
                 tracing::info!(workspace = %id, %reason, "workspace stopped by the system");
                 self.emit(id, "status", Some(WorkspaceStatus::Stopping), reason);
@@ -591,8 +639,8 @@ impl Workspaces {
         let now = self.now_text();
         workspace.attributes.insert("stopped".into(), now.clone());
         workspace.attributes.insert("updated".into(), now);
-        match self.store.transition_workspace(&workspace, &[WorkspaceStatus::Stopping, WorkspaceStatus::Starting]).await
-        {
+        let from = [WorkspaceStatus::Stopping, WorkspaceStatus::Starting];
+        match self.store.transition_workspace(&workspace, &from, None).await {
             Ok(_) => self.emit(&id, "status", Some(WorkspaceStatus::Stopped), "stopped"),
             Err(e) => tracing::error!(workspace = %id, error = %e, "cannot record a stopped workspace"),
         }
@@ -655,7 +703,11 @@ impl Workspaces {
         workspace.status = WorkspaceStatus::Stopping;
         workspace.attributes.insert("stoppedBy".into(), "idle timeout".into());
         workspace.attributes.insert("stopReason".into(), reason.clone());
-        match self.store.transition_workspace(&workspace, &[WorkspaceStatus::Running]).await {
+        let event = self
+            .event(Actor::system(), "workspace.stop", &workspace)
+            .with("stoppedBy", "idle timeout")
+            .with("reason", &reason);
+        match self.store.transition_workspace(&workspace, &[WorkspaceStatus::Running], Some(&event)).await {
             Ok(true) => {
                 tracing::info!(workspace = %id, %reason, "idle workspace stopped");
                 self.emit(id, "status", Some(WorkspaceStatus::Stopping), reason);
@@ -698,7 +750,8 @@ impl Workspaces {
         let record = serde_json::to_string(&images).map_err(Error::internal)?;
         workspace.attributes.insert(SNAPSHOT_ATTRIBUTE.into(), record);
         workspace.attributes.insert("snapshotCreated".into(), self.now_text());
-        if !self.store.transition_workspace(&workspace, &[WorkspaceStatus::Running]).await? {
+        let event = self.event(caller.into(), "workspace.snapshot", &workspace).with("images", &images);
+        if !self.store.transition_workspace(&workspace, &[WorkspaceStatus::Running], Some(&event)).await? {
             return Err(Error::Conflict("the workspace stopped while its snapshot was taken".into()));
         }
         self.emit(&workspace.id, "progress", None, format!("snapshot of {} machine(s) taken", images.len()));
@@ -836,7 +889,11 @@ impl Workspaces {
         workspace.attributes.insert("updated".into(), self.now_text());
         let id = workspace.id.clone();
         let status = workspace.status;
-        match self.store.transition_workspace(&workspace, &[from]).await {
+        let event = self
+            .event(Actor::system(), "workspace.reconcile", &workspace)
+            .changed("status", from.as_str(), status.as_str())
+            .with("reason", workspace.attributes.get("errorMessage"));
+        match self.store.transition_workspace(&workspace, &[from], Some(&event)).await {
             Ok(true) => {
                 tracing::info!(workspace = %id, from = from.as_str(), to = status.as_str(), "reconciled");
                 self.emit(
@@ -906,16 +963,16 @@ impl Workspaces {
         if user_id == access.workspace.owner_id {
             return Err(Error::Conflict("the owner always holds every action on their workspace".into()));
         }
-        if self.store.user(user_id).await?.is_none() {
-            return Err(Error::NotFound(format!("user {user_id} not found")));
-        }
+        let user =
+            self.store.user(user_id).await?.ok_or_else(|| Error::NotFound(format!("user {user_id} not found")))?;
         let permission = Permission {
             user_id: user_id.to_string(),
             domain_id: DOMAIN_WORKSPACE.into(),
             instance_id: Some(access.workspace.id.clone()),
             actions,
         };
-        self.store.store_permission(&permission).await?;
+        let event = self.permission_event(caller, &user, &access.workspace, Some(&permission)).await?;
+        self.store.store_permission(&permission, &event).await?;
         Ok(permission)
     }
 
@@ -929,8 +986,25 @@ impl Workspaces {
         if user_id == access.workspace.owner_id {
             return Err(Error::Conflict("the owner always holds every action on their workspace".into()));
         }
-        self.store.remove_permission(user_id, DOMAIN_WORKSPACE, Some(&access.workspace.id)).await?;
+        let user =
+            self.store.user(user_id).await?.ok_or_else(|| Error::NotFound(format!("user {user_id} not found")))?;
+        let event = self.permission_event(caller, &user, &access.workspace, None).await?;
+        self.store.remove_permission(user_id, DOMAIN_WORKSPACE, Some(&access.workspace.id), &event).await?;
         Ok(())
+    }
+
+    /// A grant or revocation on a workspace as an audit event, naming the workspace.
+    async fn permission_event(
+        &self,
+        caller: &Principal,
+        user: &crate::User,
+        workspace: &Workspace,
+        after: Option<&Permission>,
+    ) -> Result<NewEvent> {
+        let before = self.store.permission(&user.id, DOMAIN_WORKSPACE, Some(&workspace.id)).await?.map(|p| p.actions);
+        let event =
+            NewEvent::permission(self.clock.now(), caller, user, DOMAIN_WORKSPACE, &workspace.id, before, after);
+        Ok(event.with("workspace", format!("{}:{}", workspace.namespace, workspace.config.name)))
     }
 }
 
@@ -1011,4 +1085,18 @@ fn name_taken(e: StoreError) -> Error {
         }
         e => e.into(),
     }
+}
+
+/// A config change as an audit event: the name before and after, and which top-level parts
+/// changed (their values are not recorded: an environment variable may hold a secret).
+fn config_change(event: NewEvent, before: &WorkspaceConfig, after: &WorkspaceConfig) -> NewEvent {
+    let (old, new) =
+        (serde_json::to_value(before).unwrap_or_default(), serde_json::to_value(after).unwrap_or_default());
+    let mut changed: Vec<String> = Vec::new();
+    if let (Some(old), Some(new)) = (old.as_object(), new.as_object()) {
+        let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+        changed = keys.into_iter().filter(|k| k.as_str() != "name" && old.get(*k) != new.get(*k)).cloned().collect();
+    }
+    let event = if before.name != after.name { event.changed("name", &before.name, &after.name) } else { event };
+    event.with("changedParts", changed)
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use drydock_core::BackupRun;
+use drydock_core::audit_log::{Actor, NewEvent, Target};
 use drydock_docker::{DockerRuntime, DockerSettings};
 use drydock_ops::database::Database;
 use drydock_ops::progress::Progress;
@@ -235,7 +236,15 @@ impl RunRecord {
                 self.run.message = Some(e.to_string());
             }
         }
-        if let Err(e) = store.record_backup_run(&self.run).await {
+        let mut event =
+            NewEvent::new(Utc::now(), Actor::host_cli(), "backup.finish", Target::new("backup", &self.run.id, "cli"))
+                .with("file", &self.run.file)
+                .with("size", self.run.size)
+                .with("message", &self.run.message);
+        if self.run.result != "ok" {
+            event = event.failed();
+        }
+        if let Err(e) = store.record_backup_run(&self.run, Some(&event)).await {
             eprintln!("note: the backup is not recorded in the instance's history: {e}");
         }
     }

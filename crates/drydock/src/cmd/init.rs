@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use chrono::Utc;
 use clap::Args;
+use drydock_core::audit::{HistoryEntry, LicenseChange};
+use drydock_core::audit_log::{Actor, NewEvent, Target};
 use drydock_core::runtime::Unavailable;
 use drydock_core::users::CreateUser;
 use drydock_core::{Drydock, SystemClock, VERSION, ids, validate};
@@ -83,6 +86,11 @@ pub async fn init_instance(dir: &DataDir, args: &InitArgs) -> Result<()> {
     // init only creates the first administrator: it runs no workspace.
     let no_runtime = Arc::new(Unavailable { reason: "init runs no workspace".into() });
     let drydock = Drydock::new(store, &loaded.config, Arc::new(SystemClock), no_runtime);
+    // The instance runs under Fair Source until a paid license is installed: accepted now.
+    let accepted = HistoryEntry { time: Utc::now(), change: LicenseChange::FairSourceAccepted };
+    let event =
+        NewEvent::new(accepted.time, Actor::host_cli(), "license.accept", Target::new("license", "", "Fair Source"));
+    drydock.store.accept_fair_source(&accepted, &event).await?;
     let admin = drydock
         .users
         .bootstrap_admin(CreateUser {
@@ -91,7 +99,8 @@ pub async fn init_instance(dir: &DataDir, args: &InitArgs) -> Result<()> {
             password: password.clone(),
         })
         .await?;
-    let (_, token) = drydock.auth.issue_token(&admin.id, "drydock CLI on the master host", None).await?;
+    let (_, token) =
+        drydock.auth.issue_token(&admin.id, "drydock CLI on the master host", None, Actor::host_cli()).await?;
     dir.write_secret(ADMIN_TOKEN_SECRET, &token)?;
     if generated {
         dir.write_secret(INITIAL_PASSWORD_SECRET, &password)?;

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::auth::session_cookie;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{ApiJson, Caller, ClientAddr};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,8 +36,12 @@ pub struct LoginResponse {
     responses((status = 200, body = LoginResponse), (status = 400, body = ErrorBody),
               (status = 401, description = "Wrong name or password", body = ErrorBody),
               (status = 429, description = "Too many failures; see Retry-After", body = ErrorBody)))]
-pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginRequest>) -> ApiResult<Response> {
-    let session = state.drydock.auth.login(&body.username, &body.password).await?;
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
+    let session = state.drydock.auth.login(&body.username, &body.password, &client).await?;
     let cookie = session_cookie(Some(&session.secret), state.settings.session_ttl_secs, state.settings.secure_cookies);
     let body = LoginResponse {
         token: session.secret,

@@ -119,7 +119,7 @@ pub async fn end_maintenance(State(state): State<AppState>, caller: Caller) -> A
     responses((status = 200, content_type = "text/plain", body = String), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn metrics(State(state): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult<Response> {
     if !state.settings.metrics_public {
-        let caller = authenticate(&state, method.is_safe(), &headers).await?;
+        let caller = authenticate(&state, method.is_safe(), &headers, "").await?;
         caller.require_system(MANAGE_SYSTEM)?;
     }
     let users = state.drydock.users.count().await?;

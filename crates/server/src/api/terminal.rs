@@ -65,12 +65,16 @@ pub async fn terminal(
     let (workspace, machine, terminal) =
         state.drydock.workspaces.terminal(&caller, &key, q.machine.as_deref(), cols, rows).await?;
     let user = caller.user.name.clone();
-    tracing::info!(%workspace, %machine, %user, "terminal opened");
+    // The browser's terminal comes with the session cookie; `drydock workspace ssh` with a token.
+    let kind = if via.is_some_and(|Extension(v)| v == Via::Cookie) { "terminal" } else { "ssh" };
+    tracing::info!(%workspace, %machine, %user, kind, "terminal opened");
     let workspaces = state.drydock.workspaces.clone();
+    workspaces.record_session(&caller, &workspace, kind, true).await;
     Ok(upgrade
         .on_upgrade(move |socket| async move {
             pump(socket, terminal, || workspaces.touch(&workspace, activity::TERMINAL)).await;
-            tracing::info!(%workspace, %machine, %user, "terminal closed");
+            tracing::info!(%workspace, %machine, %user, kind, "terminal closed");
+            workspaces.record_session(&caller, &workspace, kind, false).await;
         })
         .into_response())
 }

@@ -92,7 +92,7 @@ pub async fn error_pages_with_layout(State(state): State<AppState>, req: Request
     }
     let response = next.run(req).await;
     let Some(info) = response.extensions().get::<ErrorPageInfo>().cloned() else { return response };
-    let layout = match Session::from_headers(&state, &headers).await.ok().flatten() {
+    let layout = match Session::from_headers(&state, &headers, "").await.ok().flatten() {
         Some(session) => session.layout(""),
         // Signed out: drawn again only to show the maintenance banner.
         None if state.drydock.system.maintenance().is_some() => Layout::signed_out(&state),
@@ -158,10 +158,14 @@ pub struct Session {
 impl Session {
     /// The session the cookie names; `None` when there is no valid one. A failure to check
     /// it (the database is gone) is an error, not a reason to ask for a sign-in.
-    pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, PageError> {
+    pub async fn from_headers(
+        state: &AppState,
+        headers: &HeaderMap,
+        client: &str,
+    ) -> Result<Option<Session>, PageError> {
         let Some((secret, Via::Cookie)) = presented_secret(headers) else { return Ok(None) };
         let caller = match state.drydock.auth.authenticate(&secret).await {
-            Ok(caller) => caller,
+            Ok(caller) => caller.from_client(client),
             Err(Error::Unauthorized(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
@@ -221,7 +225,8 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Session::from_headers(state, &parts.headers).await?.ok_or(PageError::SignIn)
+        let client = crate::extract::client_address(&parts.extensions);
+        Session::from_headers(state, &parts.headers, &client).await?.ok_or(PageError::SignIn)
     }
 }
 
@@ -236,7 +241,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Posted<T> {
     type Rejection = PageError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let session = Session::from_headers(state, req.headers()).await?.ok_or(PageError::SignIn)?;
+        let client = crate::extract::client_address(req.extensions());
+        let session = Session::from_headers(state, req.headers(), &client).await?.ok_or(PageError::SignIn)?;
         let header_token = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_string);
         let bytes = Bytes::from_request(req, state)
             .await

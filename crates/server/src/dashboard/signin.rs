@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::{Layout, PageError, Posted, Session, cookie, html, parse_form};
 use crate::AppState;
 use crate::auth::session_cookie;
+use crate::extract::ClientAddr;
 
 /// The sign-in form is protected by a double-submit token: a cookie and a hidden field that
 /// must match, so another site cannot sign a browser in to an account of its choosing.
@@ -26,8 +27,12 @@ struct SignIn {
     login_csrf: String,
 }
 
-pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
-    match Session::from_headers(&state, &headers).await? {
+pub async fn home(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    match Session::from_headers(&state, &headers, &client).await? {
         Some(session) => super::workspaces::page(&state, &session, StatusCode::OK, None, Default::default()).await,
         None => Ok(sign_in_page(&state, StatusCode::OK, None, String::new())),
     }
@@ -54,13 +59,18 @@ pub struct LoginForm {
     csrf: String,
 }
 
-pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, PageError> {
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PageError> {
     let form: LoginForm = parse_form(&body)?;
     if form.csrf.is_empty() || cookie(&headers, LOGIN_CSRF_COOKIE).as_deref() != Some(form.csrf.as_str()) {
         let message = "The sign-in form expired. Please sign in again.".to_string();
         return Ok(sign_in_page(&state, StatusCode::BAD_REQUEST, Some(message), form.username));
     }
-    match state.drydock.auth.login(&form.username, &form.password).await {
+    match state.drydock.auth.login(&form.username, &form.password, &client).await {
         Ok(session) => {
             let mut response = Redirect::to("/").into_response();
             let cookie =
