@@ -226,8 +226,8 @@ async fn fixture_upgrades(backend: Backend) {
     let version = dd.cli(&["version", "--json"]);
     let version: Value = serde_json::from_slice(&version.stdout).unwrap();
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(version["schema"], 5);
-    assert_eq!(version["upgradesFrom"], serde_json::json!(["0.1.0"]));
+    assert_eq!(version["schema"], 6);
+    assert_eq!(version["upgradesFrom"], serde_json::json!(["0.1.0", "0.2.0"]));
     assert_eq!(version["instanceVersion"], "0.1.0");
     let printed = text(&dd.cli(&["version"]));
     assert!(printed.contains("upgrades from: 0.1.0") && printed.contains("drydock upgrade"), "{printed}");
@@ -354,7 +354,7 @@ async fn downgrades_and_jumps_are_refused(backend: Backend) {
     set_version_file(&dd, "0.0.9");
     let (ok, out) = upgrade(&dd, &["--yes"], None);
     assert!(!ok, "{out}");
-    assert!(out.contains("upgrades from 0.1.0 only") && out.contains("upgrade it to 0.1.0 first"), "{out}");
+    assert!(out.contains("upgrades from 0.1.0, 0.2.0 only") && out.contains("upgrade it to 0.1.0 first"), "{out}");
     unchanged(&dd, "0.0.9");
     start_refused(&dd, &["0.0.9", "upgrade it to 0.1.0 first"]);
 
@@ -372,7 +372,7 @@ async fn downgrades_and_jumps_are_refused(backend: Backend) {
         .unwrap();
     store.pool().close().await;
     let (ok, out) = upgrade(&dd, &["--yes"], None);
-    assert!(!ok && out.contains("schema version 999") && out.contains("up to 5"), "{out}");
+    assert!(!ok && out.contains("schema version 999") && out.contains("up to 6"), "{out}");
     assert_eq!(database(&dd).await.0, 999);
     assert_eq!(state.1.0, 4);
 

@@ -80,7 +80,7 @@ pub fn standing(version: &str) -> Standing {
         Ordering::Equal => Standing::Current,
         Ordering::Greater => Standing::Newer,
         Ordering::Less if UPGRADES_FROM.iter().any(|v| compare(v, version).is_eq()) => Standing::Upgradable,
-        Ordering::Less => match UPGRADES_FROM.iter().find(|v| compare(v, version).is_gt()) {
+        Ordering::Less => match UPGRADES_FROM.first().filter(|first| compare(first, version).is_gt()) {
             Some(first) => Standing::TooOld { first },
             None => Standing::Unknown,
         },
@@ -119,7 +119,9 @@ mod tests {
         assert_eq!(standing(VERSION), Standing::Current);
         assert_eq!(standing("0.1.0"), Standing::Upgradable);
         assert_eq!(standing("0.0.9"), Standing::TooOld { first: "0.1.0" });
+        assert_eq!(standing("0.2.0"), Standing::Upgradable);
         assert_eq!(standing("0.1.5"), Standing::Unknown);
+        assert_eq!(standing("0.2.5"), Standing::Unknown);
         assert_eq!(standing("9.0.0"), Standing::Newer);
         assert!(is_version("0.1.0") && is_version("1.0.0-rc1") && is_version("2"));
         assert!(!is_version("") && !is_version("banana") && !is_version("1..2") && !is_version("1.2.3.4"));

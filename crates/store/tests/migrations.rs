@@ -8,6 +8,8 @@ use drydock_core::{BackupRun, NewUser, Store};
 use drydock_store::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, SqlStore, connect_sql};
 
 async fn old_instance_upgrades(store: SqlStore, known: i64) {
+    // Schema 1 has no audit log: the old instance's user is written without its event.
+    let store = store.with_audit(false);
     let status = store.migrate_to(1).await.unwrap();
     assert_eq!(status.current, 1);
     let user = NewUser {
