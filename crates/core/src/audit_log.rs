@@ -11,7 +11,13 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::model::{Principal, User};
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::AuditConfig;
+use crate::error::{Error, Result};
+use crate::model::{MANAGE_SYSTEM, Page, Principal, User};
+use crate::store::Store;
 use crate::workspace::Workspace;
 
 /// The `prev_hash` of the first event ever written.
@@ -186,7 +192,7 @@ impl NewEvent {
 }
 
 /// An event as stored: every column, the chain's two hashes included.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub seq: i64,
@@ -201,7 +207,10 @@ pub struct Event {
     pub target_name: String,
     /// `success` or `failure`.
     pub outcome: String,
-    /// The JSON object of what changed, as stored.
+    /// The JSON object of what changed (stored as compact JSON text with sorted keys, which
+    /// is what the hash covers: re-serializing this object gives the same text).
+    #[serde(serialize_with = "as_json")]
+    #[schema(value_type = Object)]
     pub changes: String,
     pub prev_hash: String,
     pub hash: String,
@@ -232,6 +241,14 @@ impl Event {
             h.update(field.as_bytes());
         }
         hex::encode(h.finalize())
+    }
+}
+
+/// Writes JSON text as the JSON it holds (as a string if it is not JSON).
+fn as_json<S: serde::Serializer>(text: &str, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => value.serialize(serializer),
+        Err(_) => serializer.serialize_str(text),
     }
 }
 
@@ -320,6 +337,22 @@ pub struct Verification {
     pub broken: Option<ChainBreak>,
 }
 
+/// A time bound of a filter: RFC 3339 (`2026-11-30T12:00:00Z`) or a day (`2026-11-30`, its
+/// start in UTC).
+pub fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            Error::invalid(field, format!("{field} '{text}' is not a time: write 2026-11-30 or 2026-11-30T12:00:00Z"))
+        })
+}
+
 /// Which events to list.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
@@ -331,6 +364,116 @@ pub struct EventFilter {
     pub target: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+}
+
+/// The columns of an exported CSV, in order.
+pub const CSV_HEADER: &str =
+    "seq,time,actorId,actorName,client,action,targetType,targetId,targetName,outcome,changes,prevHash,hash";
+
+impl Event {
+    /// The event as one CSV row (RFC 4180 quoting), without the line end.
+    pub fn csv_row(&self) -> String {
+        let time = self.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let seq = self.seq.to_string();
+        [
+            &seq,
+            &time,
+            &self.actor_id,
+            &self.actor_name,
+            &self.client,
+            &self.action,
+            &self.target_type,
+            &self.target_id,
+            &self.target_name,
+            &self.outcome,
+            &self.changes,
+            &self.prev_hash,
+            &self.hash,
+        ]
+        .iter()
+        .map(|field| {
+            if field.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", field.replace('"', "\"\""))
+            } else {
+                field.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+    }
+}
+
+/// Events read at a time when verifying or exporting the whole log.
+pub const BATCH: u32 = 1000;
+
+/// Reading, verifying, exporting and pruning the audit log (administrators: `manageSystem`).
+pub struct AuditLog {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// `None`: events are kept forever.
+    retention: Option<chrono::Duration>,
+}
+
+impl AuditLog {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: &AuditConfig) -> Self {
+        let retention = (!config.retention.0.is_zero())
+            .then(|| chrono::Duration::from_std(config.retention.0).unwrap_or(chrono::Duration::MAX));
+        AuditLog { store, clock, retention }
+    }
+
+    /// Events matching the filter, newest first, and how many match.
+    pub async fn events(&self, caller: &Principal, filter: &EventFilter, page: Page) -> Result<(Vec<Event>, u64)> {
+        caller.require_system(MANAGE_SYSTEM)?;
+        if let (Some(since), Some(until)) = (filter.since, filter.until)
+            && since >= until
+        {
+            return Err(Error::invalid("since", "since must be before until"));
+        }
+        Ok(self.store.audit_events(filter, page).await?)
+    }
+
+    /// Up to [`BATCH`] events after `after_seq`, oldest first: the export reads the log with it.
+    pub async fn batch_after(&self, caller: &Principal, after_seq: i64) -> Result<Vec<Event>> {
+        caller.require_system(MANAGE_SYSTEM)?;
+        Ok(self.store.audit_events_after(after_seq, BATCH).await?)
+    }
+
+    /// Checks the whole chain (`manageSystem`).
+    pub async fn verify(&self, caller: &Principal) -> Result<Verification> {
+        caller.require_system(MANAGE_SYSTEM)?;
+        self.verify_chain().await
+    }
+
+    /// Checks the whole chain from its anchor, in batches; for `drydock audit verify` on the
+    /// host as well as for the API.
+    pub async fn verify_chain(&self) -> Result<Verification> {
+        let mut check = ChainCheck::new(self.store.audit_anchor().await?);
+        let mut after = i64::MIN;
+        loop {
+            let batch = self.store.audit_events_after(after, BATCH).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.seq;
+            if !batch.iter().all(|e| check.next(e)) {
+                break;
+            }
+        }
+        Ok(check.finish())
+    }
+
+    /// Deletes the events older than `audit.retention` (none without one); the kept chain
+    /// still verifies from its new anchor, and the pruning is itself an event.
+    pub async fn prune_expired(&self) -> Result<u64> {
+        let Some(retention) = self.retention else { return Ok(0) };
+        let now = self.clock.now();
+        let before = now.checked_sub_signed(retention).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let event = NewEvent::new(now, Actor::system(), "audit.prune", Target::system())
+            .with("retention", crate::config::HumanDuration(retention.to_std().unwrap_or_default()).to_string());
+        let pruned = self.store.prune_audit_events(before, &event).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "audit events older than the retention pruned");
+        }
+        Ok(pruned)
+    }
 }
 
 #[cfg(test)]

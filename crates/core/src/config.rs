@@ -20,6 +20,22 @@ pub struct Config {
     pub log: LogConfig,
     pub backup: BackupConfig,
     pub license: LicenseConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Write the audit log. Off only to measure what it costs: the start says it is off.
+    pub enabled: bool,
+    /// Events older than this are pruned (0s: kept forever).
+    pub retention: HumanDuration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { enabled: true, retention: HumanDuration::secs(0) }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -269,6 +285,11 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
         "Ed25519 public keys (base64) whose signed licenses are accepted; in the environment, comma-separated.",
     ),
     ("license.grace_days", "Days an expired paid license still applies before Fair Source does again."),
+    (
+        "audit.enabled",
+        "Write the audit log of who did what (turn off only to measure its cost; the start logs a warning).",
+    ),
+    ("audit.retention", "Audit events older than this are pruned, e.g. 365d (0s: kept forever)."),
 ];
 
 /// An amount of memory in megabytes, written `2048mb`, `100gb` or a plain number of

@@ -39,6 +39,8 @@ pub struct Drydock {
     /// The instance's own state (maintenance mode); `load` it before serving.
     pub system: system::System,
     pub backups: backups::Backups,
+    /// The audit log: listing, verifying, exporting, pruning.
+    pub audit_log: audit_log::AuditLog,
     pub store: Arc<dyn Store>,
     /// The licensed seats (set by the license service; no cap until it loads).
     pub seats: Arc<license::SeatCap>,
@@ -68,6 +70,7 @@ impl Drydock {
             permissions: permissions::Permissions::new(store.clone(), auth.cache_handle(), clock.clone()),
             system: system::System::new(store.clone(), clock.clone(), maintenance, workspaces.clone()),
             backups: backups::Backups::new(store.clone(), clock.clone()),
+            audit_log: audit_log::AuditLog::new(store.clone(), clock.clone(), &config.audit),
             workspaces,
             limits,
             auth,

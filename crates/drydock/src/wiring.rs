@@ -22,7 +22,11 @@ pub fn database_url(dir: &DataDir, config: &Config) -> String {
 }
 
 fn store_options(config: &Config) -> StoreOptions {
-    StoreOptions { max_connections: config.database.max_connections, busy_timeout: config.database.busy_timeout.0 }
+    StoreOptions {
+        max_connections: config.database.max_connections,
+        busy_timeout: config.database.busy_timeout.0,
+        audit: config.audit.enabled,
+    }
 }
 
 /// Opens the store and brings its schema up to date: for `init`, on its new empty database

@@ -1,6 +1,6 @@
 //! Background work of the master: writing last-used times of sessions and tokens, removing
-//! expired ones, following the engine's reports on workspaces, stopping idle ones, and the
-//! scheduled backups.
+//! expired ones and audit events past their retention, following the engine's reports on
+//! workspaces, stopping idle ones, and the scheduled backups.
 
 use std::time::Duration;
 
@@ -36,6 +36,9 @@ pub fn spawn_background_jobs(state: AppState, mut stop: watch::Receiver<bool>) -
                         Ok(0) => {}
                         Ok(n) => tracing::info!(removed = n, "removed expired sessions and tokens"),
                         Err(e) => tracing::warn!(error = %e, "cannot remove expired sessions and tokens"),
+                    }
+                    if let Err(e) = state.drydock.audit_log.prune_expired().await {
+                        tracing::warn!(error = %e, "cannot prune the audit log to its retention");
                     }
                 }
                 _ = idle.tick() => state.drydock.workspaces.check_idle().await,

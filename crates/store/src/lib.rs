@@ -67,11 +67,13 @@ pub enum ConnectError {
 pub struct StoreOptions {
     pub max_connections: u32,
     pub busy_timeout: Duration,
+    /// Write audit events (`audit.enabled`).
+    pub audit: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { max_connections: 8, busy_timeout: Duration::from_secs(5) }
+        StoreOptions { max_connections: 8, busy_timeout: Duration::from_secs(5), audit: true }
     }
 }
 
@@ -151,5 +153,5 @@ pub async fn connect_sql(url: &str, options: &StoreOptions) -> Result<SqlStore, 
         .connect_with(connect_options)
         .await
         .map_err(|e| ConnectError::Open { target: target.clone(), reason: e.to_string() })?;
-    Ok(SqlStore::new(pool, backend))
+    Ok(SqlStore::new(pool, backend).with_audit(options.audit))
 }

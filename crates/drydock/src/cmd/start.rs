@@ -76,6 +76,9 @@ async fn serve(dir: &DataDir, loaded: Loaded) -> Result<()> {
     let config = loaded.config;
     wiring::init_logging(&config.log.level);
     let store = wiring::open_store(dir, &config).await?;
+    if !config.audit.enabled {
+        tracing::warn!("audit.enabled is false: no audit events are written while this server runs");
+    }
     let instance_id = dir.instance_id()?;
 
     let addr: SocketAddr = config.server.listen.parse().context("server.listen")?;
