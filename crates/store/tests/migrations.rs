@@ -7,6 +7,9 @@ use drydock_core::audit_log::{Actor, NewEvent, Target};
 use drydock_core::{BackupRun, NewUser, Store};
 use drydock_store::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, SqlStore, connect_sql};
 
+mod common;
+use common::{DropDatabase, postgres_url};
+
 async fn old_instance_upgrades(store: SqlStore, known: i64) {
     // Schema 1 has no audit log: the old instance's user is written without its event.
     let store = store.with_audit(false);
@@ -108,28 +111,4 @@ async fn postgres_system_state_and_backup_runs() {
     let _drop = DropDatabase { server: server.clone(), name: name.clone() };
     let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
     system_state_and_backup_runs(connect_sql(&url, &Default::default()).await.unwrap()).await;
-}
-
-/// Drops the test's database even when the test fails.
-struct DropDatabase {
-    server: String,
-    name: String,
-}
-
-impl Drop for DropDatabase {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = std::process::Command::new("psql").args([self.server.as_str(), "-qAt", "-c", sql.as_str()]).output();
-    }
-}
-
-fn postgres_url() -> Option<String> {
-    match std::env::var("TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").as_deref() == Ok("true") => panic!("TEST_POSTGRES_URL is not set under CI=true"),
-        _ => {
-            eprintln!("SKIPPED: TEST_POSTGRES_URL is not set");
-            None
-        }
-    }
 }
