@@ -280,6 +280,31 @@ async fn every_action_is_an_event_and_the_chain_catches_edits() {
     }
     assert!(dave["id"].is_string());
 
+    // The dashboard's page: the filters, the verification.
+    let browser = browser_like();
+    assert!(sign_in(&dd, &browser, "admin", ADMIN_PASSWORD).await.status().is_redirection());
+    let page = |query: &str| {
+        let url = format!("{}/admin/audit?{query}", dd.url);
+        let browser = browser.clone();
+        async move {
+            let r = browser.get(url).send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let (status, html) = page("actor=carol&action=token.").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("token.create") && html.contains("token.revoke") && html.contains("laptop"), "{html}");
+    assert!(!html.contains("user.delete"), "the filter applies");
+    let (status, html) = page("since=someday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("id=\"audit-error\"") && html.contains("since"), "{html}");
+    let (_, html) = page("verify=1").await;
+    assert!(html.contains("data-state=\"intact\""), "{html}");
+    let dave_browser = browser_like();
+    assert!(sign_in(&dd, &dave_browser, "dave", "dave-password-1").await.status().is_redirection());
+    let r = dave_browser.get(format!("{}/admin/audit", dd.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
     // The chain holds, and an edit or a deletion in the database breaks it where it happened.
     let v = verify(&dd, &admin).await;
     assert_eq!(v["intact"], true, "{v}");
@@ -293,6 +318,8 @@ async fn every_action_is_an_event_and_the_chain_catches_edits() {
     let v = verify(&dd, &admin).await;
     assert_eq!((v["intact"].clone(), v["broken"]["seq"].as_i64()), (json!(false), Some(victim)), "{v}");
     assert!(v["broken"]["reason"].as_str().unwrap().contains("changed"), "{v}");
+    let (_, html) = page("verify=1").await;
+    assert!(html.contains("data-state=\"broken\"") && html.contains(&format!("breaks at event {victim}")), "{html}");
     sqlx::query("UPDATE audit_events SET actor_name = 'admin' WHERE seq = ?")
         .bind(victim)
         .execute(&pool)

@@ -5,6 +5,7 @@
 
 mod account;
 mod admin;
+mod audit;
 mod limits;
 mod maintenance;
 mod signin;
@@ -55,6 +56,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{id}/limits/reset", post(limits::reset))
         .route("/admin/maintenance", get(maintenance::page).post(maintenance::begin))
         .route("/admin/maintenance/off", post(maintenance::end))
+        .route("/admin/audit", get(audit::page))
         .route("/workspaces", post(workspaces::create))
         .route("/workspaces/table", get(workspaces::table))
         .route("/workspaces/events", get(workspaces::changes))
