@@ -503,6 +503,19 @@ mod tests {
     }
 
     #[test]
+    fn csv_rows_quote_what_needs_it_and_times_parse() {
+        let e = NewEvent::new(Utc::now(), Actor::anonymous("a,b", "10.0.0.1"), "auth.signin", Target::system())
+            .with("reason", "said \"no\"\ntwice");
+        let row = e.seal(1, GENESIS).csv_row();
+        assert!(row.contains(",\"a,b\",10.0.0.1,auth.signin,"), "{row}");
+        assert!(row.contains(r#""{""reason"":""said \""no\""\ntwice""}""#), "{row}");
+        assert_eq!(row.split(',').next(), Some("1"));
+        assert_eq!(parse_time("since", "2026-11-30").unwrap().to_rfc3339(), "2026-11-30T00:00:00+00:00");
+        assert_eq!(parse_time("until", "2026-11-30T12:00:00+01:00").unwrap().to_rfc3339(), "2026-11-30T11:00:00+00:00");
+        assert!(matches!(parse_time("since", "yesterday"), Err(Error::InvalidInput { field, .. }) if field == "since"));
+    }
+
+    #[test]
     fn an_intact_chain_verifies_and_any_edit_or_deletion_breaks_it() {
         let events = chain(5);
         assert!(check(Anchor::genesis(), &events).intact);

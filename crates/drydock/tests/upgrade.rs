@@ -273,6 +273,11 @@ async fn fixture_upgrades(backend: Backend) {
     assert_eq!(after["system_state"], Vec::<String>::new(), "maintenance is off again");
     assert_eq!(after["backup_runs"].len(), 1, "the upgrade's backup is in the history: {:?}", after["backup_runs"]);
     assert!(after["backup_runs"][0].contains("upgrade"), "{:?}", after["backup_runs"]);
+    let upgraded = &after["audit_events"];
+    assert!(
+        upgraded.len() == 1 && upgraded[0].contains("system.upgrade") && upgraded[0].contains("\"cli\""),
+        "{upgraded:?}"
+    );
     for (table, before) in &rows {
         if table != "schema_migrations" {
             assert_eq!(&after[table], before, "{table} kept its rows");
@@ -312,7 +317,9 @@ async fn fixture_upgrades(backend: Backend) {
     assert!(text(&out).contains("migrated from schema 4 to 6"), "{}", text(&out));
     let aside = text(&out).split("kept in ").nth(1).unwrap().lines().next().unwrap().trim().to_string();
     assert_eq!(version_file(&dd), env!("CARGO_PKG_VERSION"));
-    assert_eq!(database(&dd).await.0, 6);
+    let (schema, restored) = database(&dd).await;
+    assert_eq!(schema, 6);
+    assert!(restored["audit_events"].iter().any(|e| e.contains("system.restore")), "{:?}", restored["audit_events"]);
     dd.start().await;
     serves_the_fixture(&dd).await;
     dd.stop();
