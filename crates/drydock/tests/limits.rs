@@ -435,6 +435,15 @@ async fn idle_workspaces_stop_and_busy_ones_do_not() {
     let warning = seen.find("event: warning").expect("a warning before the stop");
     assert!(warning < seen.find("stopped after").unwrap(), "{seen}");
     assert!(seen.contains("unless it is used"), "{seen}");
+    // The audit log says who stopped it: drydock itself, for the idle timeout.
+    let (_, stops) = call(&dd, &admin, Method::GET, "/api/audit/events?action=workspace.stop", None).await;
+    let stop = &stops[0];
+    assert_eq!(
+        (stop["actorName"].as_str(), stop["targetId"].as_str()),
+        (Some("system"), stopped["id"].as_str()),
+        "{stops}"
+    );
+    assert_eq!(stop["changes"]["stoppedBy"], "idle timeout", "{stops}");
 
     // The busy one runs on, past its own timeout, with its activity shown.
     let until = Instant::now() + Duration::from_secs(6);
