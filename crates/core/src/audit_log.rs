@@ -217,16 +217,12 @@ pub struct Event {
 }
 
 impl Event {
-    /// SHA-256 (hex) of the previous hash and every field, each length-prefixed so no two
-    /// different rows hash alike.
-    pub fn computed_hash(&self) -> String {
-        let mut h = Sha256::new();
-        let time = self.time.timestamp_millis().to_string();
-        let seq = self.seq.to_string();
-        for field in [
-            &self.prev_hash,
-            &seq,
-            &time,
+    /// Every stored field but the hash, in order, with the sequence number and the time
+    /// written as given.
+    fn fields<'a>(&'a self, seq: &'a str, time: &'a str) -> [&'a str; 12] {
+        [
+            seq,
+            time,
             &self.actor_id,
             &self.actor_name,
             &self.client,
@@ -236,7 +232,16 @@ impl Event {
             &self.target_name,
             &self.outcome,
             &self.changes,
-        ] {
+            &self.prev_hash,
+        ]
+    }
+
+    /// SHA-256 (hex) of every field (the previous hash included, the time in epoch
+    /// milliseconds), each length-prefixed so no two different rows hash alike.
+    pub fn computed_hash(&self) -> String {
+        let mut h = Sha256::new();
+        let (seq, time) = (self.seq.to_string(), self.time.timestamp_millis().to_string());
+        for field in self.fields(&seq, &time) {
             h.update((field.len() as u64).to_be_bytes());
             h.update(field.as_bytes());
         }
@@ -373,33 +378,20 @@ pub const CSV_HEADER: &str =
 impl Event {
     /// The event as one CSV row (RFC 4180 quoting), without the line end.
     pub fn csv_row(&self) -> String {
-        let time = self.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let seq = self.seq.to_string();
-        [
-            &seq,
-            &time,
-            &self.actor_id,
-            &self.actor_name,
-            &self.client,
-            &self.action,
-            &self.target_type,
-            &self.target_id,
-            &self.target_name,
-            &self.outcome,
-            &self.changes,
-            &self.prev_hash,
-            &self.hash,
-        ]
-        .iter()
-        .map(|field| {
-            if field.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", field.replace('"', "\"\""))
-            } else {
-                field.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+        let (seq, time) = (self.seq.to_string(), self.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        let fields = self.fields(&seq, &time);
+        fields
+            .iter()
+            .chain([&self.hash.as_str()])
+            .map(|field| {
+                if field.contains([',', '"', '\n', '\r']) {
+                    format!("\"{}\"", field.replace('"', "\"\""))
+                } else {
+                    field.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

@@ -16,16 +16,12 @@ use sqlx::{Any, Row, Transaction};
 
 type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 
-use crate::sql::{SqlStore, other};
+use crate::sql::{SqlStore, other, time};
 
 /// The `system_state` row that holds the anchor of a pruned chain.
 const ANCHOR: &str = "audit.anchor";
 const EVENT_COLUMNS: &str = "seq, time, actor_id, actor_name, client, action, target_type, target_id, target_name, \
                              outcome, changes, prev_hash, hash";
-
-fn time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
 
 fn event_from(row: &AnyRow) -> Result<Event, sqlx::Error> {
     Ok(Event {

@@ -40,7 +40,7 @@ pub(crate) fn other(e: sqlx::Error) -> StoreError {
     StoreError::Other(Box::new(e))
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
+pub(crate) fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 

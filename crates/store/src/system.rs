@@ -1,18 +1,13 @@
 //! The instance's own state in SQL: named values (`system_state`) and the backup history
 //! (`backup_runs`).
 
-use chrono::{DateTime, Utc};
 use drydock_core::audit_log::NewEvent;
 use drydock_core::model::BackupRun;
 use drydock_core::store::StoreResult;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::sql::{SqlStore, other};
-
-fn time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
+use crate::sql::{SqlStore, other, time};
 
 fn backup_run_from(row: &AnyRow) -> Result<BackupRun, sqlx::Error> {
     Ok(BackupRun {
