@@ -2,6 +2,7 @@
 //! document lists exactly what is served.
 
 mod auth;
+mod license;
 mod permissions;
 mod resources;
 mod stacks;
@@ -39,6 +40,7 @@ use crate::error::ApiError;
         (name = "workspaces", description = "Workspaces in Codenvy's shapes"),
         (name = "resources", description = "Per-user resource limits (Codenvy's Resource API)"),
         (name = "system", description = "Health, state, maintenance mode and metrics"),
+        (name = "license", description = "The license: Fair Source or a signed paid license, seats, legality"),
     )
 )]
 struct ApiDoc;
@@ -98,6 +100,8 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(system::maintenance, system::begin_maintenance, system::end_maintenance))
         .routes(routes!(system::start_backup))
         .routes(routes!(system::backups))
+        .routes(routes!(license::show, license::install, license::remove))
+        .routes(routes!(license::legality))
         .route_layer(middleware::from_fn_with_state(state, crate::auth::require_caller));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).split_for_parts()
 }
