@@ -127,8 +127,10 @@ async fn the_license_clock(store: SqlStore) {
     assert_eq!(view.issues[0].status, IssueStatus::LicenseExpired);
     let banner = d.licenses.banner().expect("a banner during the grace period");
     assert!(
-        banner.starts_with("The license L-CLOCK expired on 2030-01-31 00:00 UTC; drydock falls back to Fair Source on \
-             2030-02-15 00:00 UTC"),
+        banner.starts_with(
+            "The license L-CLOCK expired on 2030-01-31 00:00 UTC; drydock falls back to Fair Source on \
+             2030-02-15 00:00 UTC"
+        ),
         "{banner}"
     );
     assert!(d.licenses.paid_state().await.unwrap().is_some(), "the report still sees it");
@@ -136,7 +138,7 @@ async fn the_license_clock(store: SqlStore) {
     // Lapsed: recorded exactly once, however many ticks race.
     clock.set(expires + Duration::days(15) + Duration::minutes(3));
     let ticks = futures::future::join_all((0..8).map(|_| d.licenses.tick())).await;
-    let expired: Vec<_> = ticks.into_iter().map(Result::unwrap).flatten().collect();
+    let expired: Vec<_> = ticks.into_iter().filter_map(Result::unwrap).collect();
     assert_eq!(expired, ["L-CLOCK"]);
     assert_eq!(d.licenses.tick().await.unwrap(), None);
     assert_eq!(d.seats.get(), Some(2), "back to license.free_seats");
