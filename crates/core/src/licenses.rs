@@ -259,7 +259,11 @@ impl Licenses {
             }
             self.set(current);
         }
-        self.tick().await?;
+        // A failure to record an expiry does not keep the server from starting: its clock
+        // tries again.
+        if let Err(e) = self.tick().await {
+            tracing::warn!(error = %e, "cannot record the expiry of the paid license");
+        }
         Ok(())
     }
 
@@ -497,7 +501,10 @@ impl Licenses {
                 let event = NewEvent::new(now, caller.into(), "license.install", target)
                     .with("refused", e.to_string())
                     .failed();
-                self.store.append_event(&event).await?;
+                // The refusal is what the caller needs to hear, even if its event cannot be written.
+                if let Err(store) = self.store.append_event(&event).await {
+                    tracing::warn!(error = %store, "cannot record a refused license installation");
+                }
                 return Err(e);
             }
         };
