@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod ids;
 pub mod license;
+pub mod licenses;
 pub mod limits;
 pub mod model;
 pub mod permissions;
@@ -44,6 +45,8 @@ pub struct Drydock {
     pub store: Arc<dyn Store>,
     /// The licensed seats (set by the license service; no cap until it loads).
     pub seats: Arc<license::SeatCap>,
+    /// The license in force; `load` it before serving.
+    pub licenses: licenses::Licenses,
 }
 
 impl Drydock {
@@ -71,6 +74,7 @@ impl Drydock {
             system: system::System::new(store.clone(), clock.clone(), maintenance, workspaces.clone()),
             backups: backups::Backups::new(store.clone(), clock.clone()),
             audit_log: audit_log::AuditLog::new(store.clone(), clock.clone(), &config.audit),
+            licenses: licenses::Licenses::new(store.clone(), clock.clone(), seats.clone(), &config.license),
             workspaces,
             limits,
             auth,

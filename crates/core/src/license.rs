@@ -94,16 +94,7 @@ impl LicenseTerms {
 
 /// Parses a license document and checks its signature against the trusted keys.
 pub fn verify(document: &str, trusted: &[VerifyingKey]) -> Result<LicenseTerms, LicenseError> {
-    let signed: SignedLicense =
-        serde_json::from_str(document.trim()).map_err(|e| LicenseError::Malformed(e.to_string()))?;
-    let terms = LicenseTerms {
-        id: signed.id,
-        licensee: signed.licensee,
-        seats: signed.seats,
-        issued: signed.issued,
-        expires: signed.expires,
-    };
-    terms.check()?;
+    let (terms, signed) = parse(document)?;
     let bytes = BASE64.decode(signed.signature.trim()).map_err(|_| LicenseError::BadSignature)?;
     let signature = Signature::from_slice(&bytes).map_err(|_| LicenseError::BadSignature)?;
     if trusted.is_empty() {
@@ -115,6 +106,26 @@ pub fn verify(document: &str, trusted: &[VerifyingKey]) -> Result<LicenseTerms, 
     } else {
         Err(LicenseError::Untrusted)
     }
+}
+
+/// The terms a document states, without checking who signed it: only to describe an installed
+/// license that no longer verifies (its key was taken out of `license.trusted_keys`).
+pub fn parse_unverified(document: &str) -> Result<LicenseTerms, LicenseError> {
+    parse(document).map(|(terms, _)| terms)
+}
+
+fn parse(document: &str) -> Result<(LicenseTerms, SignedLicense), LicenseError> {
+    let signed: SignedLicense =
+        serde_json::from_str(document.trim()).map_err(|e| LicenseError::Malformed(e.to_string()))?;
+    let terms = LicenseTerms {
+        id: signed.id.clone(),
+        licensee: signed.licensee.clone(),
+        seats: signed.seats,
+        issued: signed.issued,
+        expires: signed.expires,
+    };
+    terms.check()?;
+    Ok((terms, signed))
 }
 
 /// A public key from `license.trusted_keys` (base64 of its 32 bytes).

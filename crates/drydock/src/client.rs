@@ -93,6 +93,12 @@ impl Client {
         Ok(self.send(self.request(method, path).json(body)).await?.json().await?)
     }
 
+    /// A request with a text body (`text/plain`), answered with JSON.
+    pub async fn send_text<T: DeserializeOwned>(&self, method: Method, path: &str, body: String) -> Result<T> {
+        let req = self.request(method, path).header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8");
+        Ok(self.send(req.body(body)).await?.json().await?)
+    }
+
     pub async fn send_no_content<B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> Result<()> {
         let mut req = self.request(method, path);
         if let Some(b) = body {

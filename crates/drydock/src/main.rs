@@ -58,7 +58,7 @@ enum Command {
     /// Upgrade the instance to this drydock: checks, maintenance, backup, migrations, restart
     /// (`--plan` shows what it would do).
     Upgrade(cmd::upgrade::UpgradeArgs),
-    /// Issue licenses offline: keygen (a signing key pair), issue (a signed license).
+    /// Licenses: keygen and issue (offline); show, install, remove (through the running server).
     #[command(subcommand)]
     License(cmd::license::LicenseCommand),
     /// Maintenance mode: on (users may not create or start workspaces), off, status (through the running server).

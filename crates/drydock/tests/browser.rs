@@ -778,3 +778,85 @@ async fn maintenance_banner_and_admin_control() {
     })
     .await;
 }
+
+/// The License page in the browser: an administrator pastes a license that expired two days
+/// ago (still in its grace period), sees its state and the banner on every page (users see
+/// none), then removes it — the box must be ticked — and Fair Source applies again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn license_page_and_grace_banner() {
+    let (private, public) = drydock_core::license::generate_key_pair();
+    let Some(ui) = Ui::start_with("license", &[("DRYDOCK_LICENSE__TRUSTED_KEYS", &public)]).await else { return };
+    ui.run(async |ui| {
+        let admin = ui.dd.token_for("admin", ADMIN_PASSWORD).await;
+        ui.dd.create_user(&admin, "ivy", "ivy-password").await;
+        let now = chrono::Utc::now();
+        let terms = drydock_core::license::LicenseTerms {
+            id: "L-BROWSER".into(),
+            licensee: "Example <Corp> & Co".into(),
+            seats: 5,
+            issued: now - chrono::Duration::days(60),
+            expires: now - chrono::Duration::days(2),
+        };
+        let document = terms.sign(&drydock_core::license::parse_private_key(&private).unwrap()).unwrap();
+
+        ui.sign_in("admin", ADMIN_PASSWORD).await;
+        ui.click("a#nav-admin").await;
+        ui.wait_path("/admin/users").await;
+        ui.click("a#nav-license").await;
+        ui.wait_path("/admin/license").await;
+        assert_eq!(attr(&ui.find("#license-status").await, "data-kind").await, "fair-source");
+        assert!(ui.text("#license-seats").await.contains("2 users; no seat cap"));
+        assert!(!ui.exists("#license-banner").await);
+        assert_csrf_fields(ui).await;
+
+        // Not a license: refused in place.
+        ui.fill("#license-document", "{\"id\": \"nothing\"}").await;
+        ui.mark_document().await;
+        ui.click("#license-submit").await;
+        ui.wait_new_document().await;
+        assert!(ui.text("#license-error").await.contains("not a license document"));
+
+        ui.fill("#license-document", &document).await;
+        ui.mark_document().await;
+        ui.click("#license-submit").await;
+        ui.wait_new_document().await;
+        let status = ui.find("#license-status").await;
+        assert_eq!(
+            (attr(&status, "data-kind").await, attr(&status, "data-state").await),
+            ("paid".into(), "grace".into())
+        );
+        assert_eq!(ui.text("#license-id").await, "L-BROWSER");
+        assert!(ui.text("#license-seats").await.contains("2 of 5 used"));
+        let banner = ui.text("#license-banner").await;
+        assert!(
+            banner.contains("The license L-BROWSER expired on") && banner.contains("falls back to Fair Source on"),
+            "{banner}"
+        );
+        assert_no_script_ran(ui).await;
+        ui.screenshot("license-grace").await;
+        ui.goto("/account").await;
+        ui.visible("#license-banner a#license-manage").await;
+
+        // A user sees no banner and no page.
+        ui.sign_out().await;
+        ui.sign_in("ivy", "ivy-password").await;
+        assert!(!ui.exists("#license-banner").await, "a user sees the license banner");
+        assert_eq!(ui.status_of("/admin/license").await, StatusCode::FORBIDDEN);
+
+        // Removed: the box must be ticked first (the browser asks), then Fair Source applies.
+        ui.sign_out().await;
+        ui.sign_in("admin", ADMIN_PASSWORD).await;
+        ui.click("#license-manage").await;
+        ui.wait_path("/admin/license").await;
+        ui.click("#license-remove").await;
+        assert_eq!(attr(&ui.find("#license-status").await, "data-state").await, "grace", "removed without the box");
+        ui.click("#license-remove-confirm").await;
+        ui.mark_document().await;
+        ui.click("#license-remove").await;
+        ui.wait_new_document().await;
+        assert_eq!(attr(&ui.find("#license-status").await, "data-kind").await, "fair-source");
+        assert!(!ui.exists("#license-banner").await, "the banner stays after the license is removed");
+        ui.screenshot("license-fair-source").await;
+    })
+    .await;
+}

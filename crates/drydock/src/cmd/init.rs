@@ -5,10 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use chrono::Utc;
 use clap::Args;
-use drydock_core::audit::{HistoryEntry, LicenseChange};
-use drydock_core::audit_log::{Actor, NewEvent, Target};
+use drydock_core::audit_log::Actor;
 use drydock_core::runtime::Unavailable;
 use drydock_core::users::CreateUser;
 use drydock_core::{Drydock, SystemClock, VERSION, ids, validate};
@@ -87,10 +85,7 @@ pub async fn init_instance(dir: &DataDir, args: &InitArgs) -> Result<()> {
     let no_runtime = Arc::new(Unavailable { reason: "init runs no workspace".into() });
     let drydock = Drydock::new(store, &loaded.config, Arc::new(SystemClock), no_runtime);
     // The instance runs under Fair Source until a paid license is installed: accepted now.
-    let accepted = HistoryEntry { time: Utc::now(), change: LicenseChange::FairSourceAccepted };
-    let event =
-        NewEvent::new(accepted.time, Actor::host_cli(), "license.accept", Target::new("license", "", "Fair Source"));
-    drydock.store.accept_fair_source(&accepted, &event).await?;
+    drydock.licenses.accept_fair_source_if_new(Actor::host_cli()).await?;
     let admin = drydock
         .users
         .bootstrap_admin(CreateUser {

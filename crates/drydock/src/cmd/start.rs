@@ -111,6 +111,14 @@ async fn serve(dir: &DataDir, loaded: Loaded) -> Result<()> {
     }
     // Maintenance mode outlives restarts: it holds from the first request on.
     drydock.system.load().await.context("cannot read the instance's state (maintenance mode) from the database")?;
+    // An instance upgraded from a release that kept no license history runs under Fair Source.
+    drydock
+        .licenses
+        .accept_fair_source_if_new(drydock_core::audit_log::Actor::system())
+        .await
+        .context("cannot record the acceptance of the Fair Source license")?;
+    // The licensed seats hold from the first request on.
+    drydock.licenses.load().await.context("cannot read the installed license from the database")?;
     // Workspaces whose containers died, or whose start or stop was cut off, while no master
     // ran: put them right before serving.
     if let Err(e) = drydock.workspaces.reconcile().await {

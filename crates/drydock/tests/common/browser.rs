@@ -135,6 +135,11 @@ impl Ui {
     /// A fresh SQLite instance, started, and a browser session. `None` when the browser is
     /// missing outside CI (the test then returns early).
     pub async fn start(test: &str) -> Option<Ui> {
+        Self::start_with(test, &[]).await
+    }
+
+    /// Like [`Ui::start`], with config variables for the instance.
+    pub async fn start_with(test: &str, env: &[(&str, &str)]) -> Option<Ui> {
         if !browser_available() {
             return None;
         }
@@ -142,7 +147,7 @@ impl Ui {
         for ext in ["png", "html"] {
             let _ = std::fs::remove_file(screenshot_dir().join(format!("{test}-failure.{ext}")));
         }
-        let mut dd = Instance::init(Backend::Sqlite)?;
+        let mut dd = Instance::init_with(Backend::Sqlite, env)?;
         dd.start().await;
         let dir = tempfile::tempdir().expect("temp dir for the browser");
         let log = dir.path().join("chromedriver.log");

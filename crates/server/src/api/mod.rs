@@ -3,6 +3,7 @@
 
 mod audit_log;
 mod auth;
+mod license;
 mod permissions;
 mod resources;
 mod stacks;
@@ -41,6 +42,7 @@ use crate::error::ApiError;
         (name = "resources", description = "Per-user resource limits (Codenvy's Resource API)"),
         (name = "system", description = "Health, state, maintenance mode and metrics"),
         (name = "audit", description = "The audit report and the audit log"),
+        (name = "license", description = "The license: Fair Source or a signed paid license, seats, legality"),
     )
 )]
 struct ApiDoc;
@@ -103,6 +105,8 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit_log::events))
         .routes(routes!(audit_log::export))
         .routes(routes!(audit_log::verify))
+        .routes(routes!(license::show, license::install, license::remove))
+        .routes(routes!(license::legality))
         .route_layer(middleware::from_fn_with_state(state, crate::auth::require_caller));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).split_for_parts()
 }

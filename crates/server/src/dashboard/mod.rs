@@ -6,6 +6,7 @@
 mod account;
 mod admin;
 mod audit;
+mod license;
 mod limits;
 mod maintenance;
 mod signin;
@@ -57,6 +58,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/maintenance", get(maintenance::page).post(maintenance::begin))
         .route("/admin/maintenance/off", post(maintenance::end))
         .route("/admin/audit", get(audit::page))
+        .route("/admin/license", get(license::page).post(license::install))
+        .route("/admin/license/remove", post(license::remove))
         .route("/workspaces", post(workspaces::create))
         .route("/workspaces/table", get(workspaces::table))
         .route("/workspaces/events", get(workspaces::changes))
@@ -120,6 +123,9 @@ pub struct Layout {
     pub flash: Option<String>,
     /// The maintenance message, shown to everyone while maintenance is on.
     pub banner: Option<String>,
+    /// The license warning (grace period, a license that does not apply), shown to holders
+    /// of `manageSystem` only.
+    pub license_banner: Option<String>,
 }
 
 pub struct LayoutUser {
@@ -132,12 +138,12 @@ pub struct LayoutUser {
 
 impl Layout {
     pub fn signed_out(state: &AppState) -> Self {
-        Layout { user: None, section: "", flash: None, banner: maintenance_banner(state) }
+        Layout { user: None, section: "", flash: None, banner: maintenance_banner(state), license_banner: None }
     }
 
     /// Before anything is known of the instance (error pages rendered without the state).
     fn bare() -> Self {
-        Layout { user: None, section: "", flash: None, banner: None }
+        Layout { user: None, section: "", flash: None, banner: None, license_banner: None }
     }
 }
 
@@ -155,6 +161,8 @@ pub struct Session {
     pub htmx: bool,
     /// The maintenance message while maintenance is on.
     pub banner: Option<String>,
+    /// The license warning, for a holder of `manageSystem`.
+    pub license_banner: Option<String>,
 }
 
 impl Session {
@@ -171,7 +179,9 @@ impl Session {
             Err(Error::Unauthorized(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        let license_banner = if caller.has_system(MANAGE_SYSTEM) { state.drydock.licenses.banner() } else { None };
         Ok(Some(Session {
+            license_banner,
             caller,
             csrf: secret::csrf_token(&secret),
             flash: cookie(headers, FLASH_COOKIE).map(|v| percent_decode(&v)),
@@ -195,6 +205,7 @@ impl Session {
             section,
             flash: self.flash.clone(),
             banner: self.banner.clone(),
+            license_banner: self.license_banner.clone(),
         }
     }
 
