@@ -17,6 +17,7 @@ pub mod runtime;
 pub mod secret;
 pub mod store;
 pub mod system;
+pub mod testing_hooks;
 pub mod users;
 pub mod validate;
 pub mod workspace;
