@@ -1,27 +1,41 @@
 //! The audit report of `GET /api/audit`, byte for byte as Codenvy's audit service wrote it:
 //! the licensing history, then `--- CURRENT STATE ---` with the users and, for each, the
-//! workspaces they own or hold permissions in. This module renders a report from plain
-//! data; gathering it (users, workspaces, permissions, license events) is the service's.
+//! workspaces they own or hold permissions in. [`AuditReport`] renders a report from plain
+//! data; [`AuditReports`] is the service that gathers it (users, workspaces, permissions,
+//! license events), for administrators, one report at a time.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::model::{MANAGE_SYSTEM, Principal};
+use crate::store::Store;
+use crate::workspace::WORKSPACE_ACTIONS;
 
 /// Workspace actions in the order the report prints them; others follow, by name.
 pub const ACTION_ORDER: [&str; 6] = ["read", "use", "run", "configure", "setPermissions", "delete"];
 
 /// One change of the instance's license, as the history records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum LicenseChange {
     /// The Fair Source license was accepted (when the instance was initialized).
     FairSourceAccepted,
     /// An administrator installed a paid license.
+    #[serde(rename_all = "camelCase")]
     PaidAdded { by_email: String, license_id: String },
     /// A paid license expired (after its grace period); Fair Source applies again.
+    #[serde(rename_all = "camelCase")]
     PaidExpired { license_id: String },
     /// An administrator removed a paid license; Fair Source applies again.
+    #[serde(rename_all = "camelCase")]
     PaidRemoved { license_id: String },
 }
 
@@ -39,7 +53,7 @@ impl LicenseChange {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
     pub time: DateTime<Utc>,
@@ -47,7 +61,7 @@ pub struct HistoryEntry {
 }
 
 /// The paid license in force, if one is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaidLicenseState {
     pub seats: i64,
@@ -55,7 +69,7 @@ pub struct PaidLicenseState {
 }
 
 /// A workspace in a user's part of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportWorkspace {
     pub name: String,
@@ -64,7 +78,7 @@ pub struct ReportWorkspace {
     pub permissions: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportUser {
     pub email: String,
@@ -73,7 +87,7 @@ pub struct ReportUser {
     pub workspaces: Vec<ReportWorkspace>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditReport {
     /// Every license change, oldest first (Codenvy kept only the latest of each kind).
@@ -146,6 +160,142 @@ impl AuditReport {
     /// `report_<dd-MM-yyyy_HH:mm:ss>.txt`, the name the report is downloaded as.
     pub fn file_name(at: DateTime<Utc>) -> String {
         format!("report_{}.txt", at.format("%d-%m-%Y_%H:%M:%S"))
+    }
+}
+
+/// A user as the report reads them from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportUserRow {
+    pub id: String,
+    pub email: String,
+}
+
+/// A workspace with one permission on it, as the report reads them from the store; a
+/// workspace nobody holds a permission on comes once, with `user_id` `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceAccess {
+    pub workspace_id: String,
+    pub name: String,
+    pub owner_id: String,
+    pub user_id: Option<String>,
+    pub actions: Vec<String>,
+}
+
+/// Everything the report's current state is made of, read in one snapshot of the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportRows {
+    /// Every user, in no particular order.
+    pub users: Vec<ReportUserRow>,
+    /// Every workspace with every permission in the `workspace` domain on it, in no
+    /// particular order. System permissions are not read: they never appear in the report.
+    pub access: Vec<WorkspaceAccess>,
+}
+
+impl AuditReport {
+    /// Puts a report together: users in e-mail order, each with the workspaces they own
+    /// (every action, whatever is stored: the owner always holds them all) and those they
+    /// hold any action on; a permission with no action is no access and is left out, as is
+    /// one of a user or workspace the snapshot does not have.
+    pub fn assemble(history: Vec<HistoryEntry>, license: Option<PaidLicenseState>, rows: ReportRows) -> AuditReport {
+        let ReportRows { mut users, access } = rows;
+        // (workspace id, its part) per user id.
+        let mut parts: HashMap<&str, Vec<(&str, ReportWorkspace)>> = HashMap::with_capacity(users.len());
+        // Each workspace, and whether its owner had a row of their own.
+        let mut workspaces: HashMap<&str, (&WorkspaceAccess, bool)> = HashMap::new();
+        for row in &access {
+            let owner_seen = &mut workspaces.entry(row.workspace_id.as_str()).or_insert((row, false)).1;
+            let Some(user_id) = row.user_id.as_deref() else { continue };
+            let is_owner = user_id == row.owner_id;
+            let mut permissions = row.actions.clone();
+            if is_owner {
+                *owner_seen = true;
+                permissions.extend(WORKSPACE_ACTIONS.iter().map(|a| a.to_string()));
+            } else if permissions.is_empty() {
+                continue;
+            }
+            let workspace = ReportWorkspace { name: row.name.clone(), is_owner, permissions };
+            parts.entry(user_id).or_default().push((row.workspace_id.as_str(), workspace));
+        }
+        for (id, (row, owner_seen)) in &workspaces {
+            if !owner_seen {
+                let permissions = WORKSPACE_ACTIONS.iter().map(|a| a.to_string()).collect();
+                let workspace = ReportWorkspace { name: row.name.clone(), is_owner: true, permissions };
+                parts.entry(row.owner_id.as_str()).or_default().push((id, workspace));
+            }
+        }
+        users.sort_by(|a, b| a.email.cmp(&b.email).then_with(|| a.id.cmp(&b.id)));
+        let users_count = users.len();
+        let users = users
+            .into_iter()
+            .map(|user| {
+                let mut mine = parts.remove(user.id.as_str()).unwrap_or_default();
+                // Two workspaces of one name (of different owners) keep one order everywhere.
+                mine.sort_by(|a, b| a.0.cmp(b.0));
+                ReportUser::new(user.email, mine.into_iter().map(|(_, w)| w).collect())
+            })
+            .collect();
+        AuditReport { history, users_count, license, users }
+    }
+}
+
+/// What a second administrator is told while a report is being built (Codenvy's words).
+pub const REPORT_IN_PROGRESS: &str = "Generating report is already in progress";
+/// The test-only pause point while a report is being built (`DRYDOCK_PAUSE_POINT`).
+pub const REPORT_PAUSE_POINT: &str = "audit-report";
+
+/// A report and the moment it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedReport {
+    pub at: DateTime<Utc>,
+    pub report: AuditReport,
+}
+
+impl GeneratedReport {
+    /// `report_<dd-MM-yyyy_HH:mm:ss>.txt`, after the moment it was made.
+    pub fn file_name(&self) -> String {
+        AuditReport::file_name(self.at)
+    }
+}
+
+/// The audit report service: `manageSystem` only, one report at a time.
+pub struct AuditReports {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    building: Arc<AtomicBool>,
+}
+
+/// Frees the one-at-a-time slot when the report is done, however it ends (a request
+/// dropped midway included).
+struct Building(Arc<AtomicBool>);
+
+impl Drop for Building {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+impl AuditReports {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        AuditReports { store, clock, building: Arc::default() }
+    }
+
+    /// Builds the report (needs `manageSystem`); `paid` is the paid license in force, if
+    /// any. While one is being built, another is refused (409, [`REPORT_IN_PROGRESS`]).
+    pub async fn generate(&self, caller: &Principal, paid: Option<PaidLicenseState>) -> Result<GeneratedReport> {
+        caller.require_system(MANAGE_SYSTEM)?;
+        if self.building.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            return Err(Error::Conflict(REPORT_IN_PROGRESS.to_string()));
+        }
+        let _building = Building(self.building.clone());
+        let at = self.clock.now();
+        let history = self.store.license_history().await?;
+        let rows = self.store.report_rows().await?;
+        crate::testing_hooks::pause_point_async(REPORT_PAUSE_POINT).await;
+        // Sorting and grouping tens of thousands of rows is CPU work: off the async workers.
+        let report = tokio::task::spawn_blocking(move || AuditReport::assemble(history, paid, rows))
+            .await
+            .map_err(Error::internal)?;
+        Ok(GeneratedReport { at, report })
     }
 }
 
@@ -243,6 +393,161 @@ mod tests {
             users: vec![ReportUser::new("admin@example.com".into(), vec![owned("solo")])],
         };
         assert_eq!(report.render_text(), include_str!("../tests/golden/audit-expired-removed.txt"));
+    }
+
+    fn user(id: &str, email: &str) -> ReportUserRow {
+        ReportUserRow { id: id.into(), email: email.into() }
+    }
+
+    /// Workspace `id` named `name` of `owner`, and `holder`'s actions on it (comma-separated,
+    /// as stored), or no permission at all.
+    fn access(id: &str, name: &str, owner: &str, holder: Option<(&str, &str)>) -> WorkspaceAccess {
+        WorkspaceAccess {
+            workspace_id: id.into(),
+            name: name.into(),
+            owner_id: owner.into(),
+            user_id: holder.map(|(user, _)| user.to_string()),
+            actions: holder
+                .map(|(_, actions)| actions.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    const OWNER: &str = "read,use,run,configure,setPermissions,delete";
+
+    /// Shared workspaces with partial permissions, as the store gives them: users and rows
+    /// in no order, actions in no order, an owner without a row of their own, a permission
+    /// with no action, a permission of a user the snapshot does not have, two workspaces of
+    /// one name.
+    fn shared_rows() -> ReportRows {
+        ReportRows {
+            users: vec![
+                user("u3", "zed@example.com"),
+                user("u5", "carol@example.com"),
+                user("u1", "admin@example.com"),
+                user("u4", "bob@example.com"),
+                user("u2", "alice@example.com"),
+            ],
+            access: vec![
+                access("w5", "shared", "u3", Some(("u4", "delete,read,setPermissions"))),
+                access("w1", "tools", "u1", Some(("u1", OWNER))),
+                access("w1", "tools", "u1", Some(("u2", "use,read"))),
+                access("w1", "tools", "u1", Some(("ghost", "read"))),
+                access("w2", "beta", "u2", Some(("u5", ""))),
+                access("w2", "beta", "u2", Some(("u4", "run,read,use"))),
+                access("w2", "beta", "u2", Some(("u2", OWNER))),
+                access("w3", "alpha", "u2", Some(("u2", "delete,use,configure,read,run,setPermissions"))),
+                access("w3", "alpha", "u2", Some(("u5", "read"))),
+                access("w4", "alpha", "u4", Some(("u5", "use"))),
+                access("w5", "shared", "u3", Some(("u3", OWNER))),
+                access("w5", "shared", "u3", Some(("u2", "read"))),
+            ],
+        }
+    }
+
+    #[test]
+    fn shared_workspaces_with_partial_permissions_from_store_rows() {
+        let report = AuditReport::assemble(vec![accepted()], None, shared_rows());
+        assert_eq!(report.render_text(), include_str!("../tests/golden/audit-assembled.txt"));
+        // The same rows in another order make the same report.
+        let mut reversed = shared_rows();
+        reversed.users.reverse();
+        reversed.access.reverse();
+        assert_eq!(AuditReport::assemble(vec![accepted()], None, reversed), report);
+    }
+
+    #[test]
+    fn zero_one_and_several_workspaces_from_store_rows() {
+        let users = vec![user("u2", "alice@example.com"), user("u1", "admin@example.com")];
+        let none = AuditReport::assemble(vec![accepted()], None, ReportRows { users: users.clone(), access: vec![] });
+        assert_eq!(none.render_text(), include_str!("../tests/golden/audit-fair-source.txt"));
+
+        let one = AuditReport::assemble(
+            history_of_two_licenses(),
+            None,
+            ReportRows {
+                users: vec![user("u1", "admin@example.com")],
+                // A workspace nobody holds a row on: its owner still owns it, with every action.
+                access: vec![access("w1", "solo", "u1", None)],
+            },
+        );
+        assert_eq!(one.render_text(), include_str!("../tests/golden/audit-expired-removed.txt"));
+
+        let several = AuditReport::assemble(
+            vec![
+                accepted(),
+                HistoryEntry {
+                    time: at("2026-02-01T08:05:09Z"),
+                    change: LicenseChange::PaidAdded {
+                        by_email: "admin@example.com".into(),
+                        license_id: "1460727747815".into(),
+                    },
+                },
+            ],
+            Some(PaidLicenseState { seats: 50, expires: at("2027-01-05T00:00:00Z") }),
+            ReportRows {
+                users: vec![
+                    user("b", "bob@example.com"),
+                    user("a", "alice@example.com"),
+                    user("x", "admin@example.com"),
+                ],
+                access: vec![
+                    access("w-common", "common", "x", Some(("a", "use,read"))),
+                    access("w-common", "common", "x", Some(("x", OWNER))),
+                    access("w-tools", "tools", "x", Some(("x", OWNER))),
+                    access("w-alpha", "alpha", "a", Some(("a", OWNER))),
+                    access("w-alpha", "alpha", "a", Some(("b", "run,read,use"))),
+                    access("w-beta", "beta", "a", Some(("a", OWNER))),
+                ],
+            },
+        );
+        // As the paid golden file, but the administrator also owns "common".
+        let expected = include_str!("../tests/golden/audit-paid.txt").replace(
+            "admin@example.com is owner of 1 workspace and has permissions in 1 workspace\n",
+            "admin@example.com is owner of 2 workspaces and has permissions in 2 workspaces\n   \
+             └ common, is owner: true, permissions: [read, use, run, configure, setPermissions, delete]\n",
+        );
+        assert_eq!(several.render_text(), expected);
+    }
+
+    fn history_of_two_licenses() -> Vec<HistoryEntry> {
+        let paid = |id: &str, time: &str| HistoryEntry {
+            time: at(time),
+            change: LicenseChange::PaidAdded { by_email: "admin@example.com".into(), license_id: id.into() },
+        };
+        vec![
+            accepted(),
+            paid("L-1", "2026-02-01T08:05:09Z"),
+            HistoryEntry {
+                time: at("2026-03-01T00:00:01Z"),
+                change: LicenseChange::PaidExpired { license_id: "L-1".into() },
+            },
+            paid("L-2", "2026-03-02T10:00:00Z"),
+            HistoryEntry {
+                time: at("2026-04-15T23:59:59Z"),
+                change: LicenseChange::PaidRemoved { license_id: "L-2".into() },
+            },
+        ]
+    }
+
+    #[test]
+    fn json_is_the_same_content_in_camel_case() {
+        let report = AuditReport::assemble(history_of_two_licenses(), None, shared_rows());
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["usersCount"], 5);
+        assert_eq!(json["license"], serde_json::Value::Null);
+        assert_eq!(json["history"][0]["change"], serde_json::json!({"kind": "fairSourceAccepted"}));
+        assert_eq!(
+            json["history"][1]["change"],
+            serde_json::json!({"kind": "paidAdded", "byEmail": "admin@example.com", "licenseId": "L-1"})
+        );
+        assert_eq!(json["history"][2]["change"], serde_json::json!({"kind": "paidExpired", "licenseId": "L-1"}));
+        assert_eq!(json["users"][1]["email"], "alice@example.com");
+        assert_eq!(json["users"][1]["owned"], 2);
+        assert_eq!(
+            json["users"][1]["workspaces"][3],
+            serde_json::json!({"name": "tools", "isOwner": false, "permissions": ["read", "use"]})
+        );
     }
 
     #[test]

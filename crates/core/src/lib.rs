@@ -40,6 +40,8 @@ pub struct Drydock {
     /// The instance's own state (maintenance mode); `load` it before serving.
     pub system: system::System,
     pub backups: backups::Backups,
+    /// The audit report (`GET /api/audit`).
+    pub audit_reports: audit::AuditReports,
     pub store: Arc<dyn Store>,
 }
 
@@ -66,6 +68,7 @@ impl Drydock {
             permissions: permissions::Permissions::new(store.clone(), auth.cache_handle()),
             system: system::System::new(store.clone(), clock.clone(), maintenance, workspaces.clone()),
             backups: backups::Backups::new(store.clone(), clock.clone()),
+            audit_reports: audit::AuditReports::new(store.clone(), clock.clone()),
             workspaces,
             limits,
             auth,

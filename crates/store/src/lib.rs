@@ -6,6 +6,7 @@
 //! begins (SQLite: `BEGIN IMMEDIATE` under a busy timeout; PostgreSQL: an advisory lock),
 //! so checks of shared counts are serialized with the write they guard.
 
+mod audit_report;
 mod limits;
 mod migrations;
 mod sql;
