@@ -1,6 +1,7 @@
 //! The JSON API under `/api`. Every route is registered through utoipa-axum, so the OpenAPI
 //! document lists exactly what is served.
 
+mod audit_report;
 mod auth;
 mod permissions;
 mod resources;
@@ -39,6 +40,7 @@ use crate::error::ApiError;
         (name = "workspaces", description = "Workspaces in Codenvy's shapes"),
         (name = "resources", description = "Per-user resource limits (Codenvy's Resource API)"),
         (name = "system", description = "Health, state, maintenance mode and metrics"),
+        (name = "audit", description = "The audit report"),
     )
 )]
 struct ApiDoc;
@@ -98,6 +100,7 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(system::maintenance, system::begin_maintenance, system::end_maintenance))
         .routes(routes!(system::start_backup))
         .routes(routes!(system::backups))
+        .routes(routes!(audit_report::report))
         .route_layer(middleware::from_fn_with_state(state, crate::auth::require_caller));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).split_for_parts()
 }

@@ -1,0 +1,61 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use drydock_core::audit::AuditReport;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{ApiQuery, Caller};
+
+/// How the report is sent.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    /// Codenvy's text file, as an attachment.
+    #[default]
+    Text,
+    /// The same content as JSON.
+    Json,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReportQuery {
+    /// `text` (the default: Codenvy's file) or `json`.
+    format: Option<ReportFormat>,
+}
+
+/// The audit report (needs `manageSystem`): the license history, then the users and the
+/// workspaces each owns or holds permissions in, in Codenvy's text format, downloaded as
+/// `report_<dd-MM-yyyy_HH:mm:ss>.txt`; `?format=json` gives the same content as JSON.
+/// One report at a time: 409 while another is being built.
+#[utoipa::path(get, path = "/api/audit", tag = "audit", params(ReportQuery),
+    responses(
+        (status = 200, description = "The report",
+            content((String = "text/plain"), (AuditReport = "application/json")),
+            headers(("Content-Disposition" = String,
+                description = "`attachment; filename=report_<dd-MM-yyyy_HH:mm:ss>.txt` (text only)"))),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn report(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ReportQuery>,
+) -> ApiResult<Response> {
+    let paid = None; // LICENSE: wired to the license service at merge
+    let generated = state.drydock.audit_reports.generate(&caller, paid).await?;
+    Ok(match query.format.unwrap_or_default() {
+        ReportFormat::Json => Json(generated.report).into_response(),
+        ReportFormat::Text => (
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename={}", generated.file_name())),
+            ],
+            generated.report.render_text(),
+        )
+            .into_response(),
+    })
+}
