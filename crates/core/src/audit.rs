@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::clock::Clock;
@@ -282,21 +282,96 @@ impl AuditReports {
     /// Builds the report (needs `manageSystem`); `paid` is the paid license in force, if
     /// any. While one is being built, another is refused (409, [`REPORT_IN_PROGRESS`]).
     pub async fn generate(&self, caller: &Principal, paid: Option<PaidLicenseState>) -> Result<GeneratedReport> {
+        Ok(self.build(caller, paid, |_| Ok(())).await?.0)
+    }
+
+    /// Builds the report like [`AuditReports::generate`] and renders it in `format`, ready
+    /// to send: Codenvy's text file, or the same content as JSON.
+    pub async fn file(
+        &self,
+        caller: &Principal,
+        paid: Option<PaidLicenseState>,
+        format: ReportFormat,
+    ) -> Result<ReportFile> {
+        let (generated, body) = self
+            .build(caller, paid, move |report| match format {
+                ReportFormat::Text => Ok(report.render_text()),
+                ReportFormat::Json => serde_json::to_string(report).map_err(Error::internal),
+            })
+            .await?;
+        Ok(ReportFile { file_name: generated.file_name(), at: generated.at, format, body })
+    }
+
+    /// Reads what the report is made of, then assembles and renders it on a blocking thread
+    /// (sorting, grouping and formatting tens of thousands of rows is CPU work the async
+    /// workers should not do).
+    async fn build<T: Send + 'static>(
+        &self,
+        caller: &Principal,
+        paid: Option<PaidLicenseState>,
+        render: impl FnOnce(&AuditReport) -> Result<T> + Send + 'static,
+    ) -> Result<(GeneratedReport, T)> {
         caller.require_system(MANAGE_SYSTEM)?;
         if self.building.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_err() {
             return Err(Error::Conflict(REPORT_IN_PROGRESS.to_string()));
         }
         let _building = Building(self.building.clone());
         let at = self.clock.now();
+        let started = std::time::Instant::now();
         let history = self.store.license_history().await?;
         let rows = self.store.report_rows().await?;
+        let read = started.elapsed();
         crate::testing_hooks::pause_point_async(REPORT_PAUSE_POINT).await;
-        // Sorting and grouping tens of thousands of rows is CPU work: off the async workers.
-        let report = tokio::task::spawn_blocking(move || AuditReport::assemble(history, paid, rows))
-            .await
-            .map_err(Error::internal)?;
-        Ok(GeneratedReport { at, report })
+        let (report, rendered, built) = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let report = AuditReport::assemble(history, paid, rows);
+            let rendered = render(&report);
+            (report, rendered, started.elapsed())
+        })
+        .await
+        .map_err(Error::internal)?;
+        let rendered = rendered?;
+        tracing::info!(
+            by = %caller.user.name,
+            users = report.users_count,
+            workspace_lines = report.users.iter().map(|u| u.workspaces.len()).sum::<usize>(),
+            read_ms = read.as_millis() as u64,
+            build_ms = built.as_millis() as u64,
+            "audit report generated"
+        );
+        Ok((GeneratedReport { at, report }, rendered))
     }
+}
+
+/// How a report is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    /// Codenvy's text file (`report_<dd-MM-yyyy_HH:mm:ss>.txt`).
+    #[default]
+    Text,
+    /// The same content as JSON ([`AuditReport`]).
+    Json,
+}
+
+impl ReportFormat {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ReportFormat::Text => "text/plain; charset=utf-8",
+            ReportFormat::Json => "application/json",
+        }
+    }
+}
+
+/// A report rendered, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportFile {
+    /// When it was made.
+    pub at: DateTime<Utc>,
+    /// `report_<dd-MM-yyyy_HH:mm:ss>.txt`, the name a text report is downloaded as.
+    pub file_name: String,
+    pub format: ReportFormat,
+    pub body: String,
 }
 
 #[cfg(test)]

@@ -172,6 +172,11 @@ async fn the_report(backend: Backend) {
         ]})
     );
 
+    // The OpenAPI document lists the route with both content types.
+    let (_, openapi) = answer(dd.req(Method::GET, "/api/openapi.json").send().await.unwrap()).await;
+    let content = &openapi["paths"]["/api/audit"]["get"]["responses"]["200"]["content"];
+    assert!(content["text/plain"].is_object() && content["application/json"].is_object(), "{content}");
+
     // `drydock audit --out FILE` writes the same bytes as the API; a report is of one moment,
     // and nothing changed since, so only the file name's time may differ.
     let out_dir = tempfile::tempdir().unwrap();

@@ -1,25 +1,13 @@
-use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use drydock_core::audit::AuditReport;
+use drydock_core::audit::{AuditReport, ReportFormat};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiQuery, Caller};
-
-/// How the report is sent.
-#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ReportFormat {
-    /// Codenvy's text file, as an attachment.
-    #[default]
-    Text,
-    /// The same content as JSON.
-    Json,
-}
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -45,17 +33,15 @@ pub async fn report(
     caller: Caller,
     ApiQuery(query): ApiQuery<ReportQuery>,
 ) -> ApiResult<Response> {
+    let format = query.format.unwrap_or_default();
     let paid = None; // LICENSE: wired to the license service at merge
-    let generated = state.drydock.audit_reports.generate(&caller, paid).await?;
-    Ok(match query.format.unwrap_or_default() {
-        ReportFormat::Json => Json(generated.report).into_response(),
-        ReportFormat::Text => (
-            [
-                (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
-                (header::CONTENT_DISPOSITION, format!("attachment; filename={}", generated.file_name())),
-            ],
-            generated.report.render_text(),
-        )
-            .into_response(),
+    let file = state.drydock.audit_reports.file(&caller, paid, format).await?;
+    let content_type = (header::CONTENT_TYPE, format.content_type().to_string());
+    Ok(match format {
+        ReportFormat::Json => ([content_type], file.body).into_response(),
+        ReportFormat::Text => {
+            let disposition = (header::CONTENT_DISPOSITION, format!("attachment; filename={}", file.file_name));
+            ([content_type, disposition], file.body).into_response()
+        }
     })
 }
