@@ -4,7 +4,7 @@
 //! data; [`AuditReports`] is the service that gathers it (users, workspaces, permissions,
 //! license events), for administrators, one report at a time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,7 +125,8 @@ fn workspaces(n: usize) -> String {
 impl AuditReport {
     /// The report as the text file Codenvy's `/api/audit` sent.
     pub fn render_text(&self) -> String {
-        let mut out = String::new();
+        let lines = self.history.len() + self.users.iter().map(|u| 1 + u.workspaces.len()).sum::<usize>();
+        let mut out = String::with_capacity(128 + lines * 96);
         for entry in &self.history {
             let _ = writeln!(out, "{}: {}", entry.time.format("%Y %b %d - %H:%M:%S"), entry.change.describe());
         }
@@ -144,14 +145,19 @@ impl AuditReport {
                 workspaces(user.owned),
                 workspaces(user.workspaces.len())
             );
+            // "   └ <name>, is owner: <bool>, permissions: [<a>, <b>]", without a format per line.
             for workspace in &user.workspaces {
-                let _ = writeln!(
-                    out,
-                    "   └ {}, is owner: {}, permissions: [{}]",
-                    workspace.name,
-                    workspace.is_owner,
-                    workspace.permissions.join(", ")
-                );
+                out.push_str("   └ ");
+                out.push_str(&workspace.name);
+                out.push_str(if workspace.is_owner { ", is owner: true" } else { ", is owner: false" });
+                out.push_str(", permissions: [");
+                for (i, action) in workspace.permissions.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(action);
+                }
+                out.push_str("]\n");
             }
         }
         out
@@ -198,39 +204,56 @@ impl AuditReport {
     /// one of a user or workspace the snapshot does not have.
     pub fn assemble(history: Vec<HistoryEntry>, license: Option<PaidLicenseState>, rows: ReportRows) -> AuditReport {
         let ReportRows { mut users, access } = rows;
-        // (workspace id, its part) per user id.
-        let mut parts: HashMap<&str, Vec<(&str, ReportWorkspace)>> = HashMap::with_capacity(users.len());
-        // Each workspace, and whether its owner had a row of their own.
-        let mut workspaces: HashMap<&str, (&WorkspaceAccess, bool)> = HashMap::new();
+        users.sort_by(|a, b| a.email.cmp(&b.email).then_with(|| a.id.cmp(&b.id)));
+        let index: HashMap<&str, usize> = users.iter().enumerate().map(|(i, u)| (u.id.as_str(), i)).collect();
+        // (workspace id, its part) per user, in the users' order.
+        let mut parts: Vec<Vec<(String, ReportWorkspace)>> = vec![Vec::new(); users.len()];
+        let all = || WORKSPACE_ACTIONS.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+
+        // A workspace whose owner has no row of their own (the store writes one with every
+        // workspace, so only an edited database lacks it) is theirs all the same.
+        let with_owner_row: HashSet<&str> = access
+            .iter()
+            .filter(|row| row.user_id.as_deref() == Some(row.owner_id.as_str()))
+            .map(|row| row.workspace_id.as_str())
+            .collect();
+        let mut listed = HashSet::new();
         for row in &access {
-            let owner_seen = &mut workspaces.entry(row.workspace_id.as_str()).or_insert((row, false)).1;
-            let Some(user_id) = row.user_id.as_deref() else { continue };
-            let is_owner = user_id == row.owner_id;
-            let mut permissions = row.actions.clone();
+            let id = row.workspace_id.as_str();
+            if !with_owner_row.contains(id)
+                && listed.insert(id)
+                && let Some(&owner) = index.get(row.owner_id.as_str())
+            {
+                let workspace = ReportWorkspace { name: row.name.clone(), is_owner: true, permissions: all() };
+                parts[owner].push((row.workspace_id.clone(), workspace));
+            }
+        }
+        drop((with_owner_row, listed));
+
+        for row in access {
+            let Some(&holder) = row.user_id.as_deref().and_then(|user| index.get(user)) else { continue };
+            let is_owner = row.user_id.as_deref() == Some(row.owner_id.as_str());
+            let mut permissions = row.actions;
             if is_owner {
-                *owner_seen = true;
-                permissions.extend(WORKSPACE_ACTIONS.iter().map(|a| a.to_string()));
+                for action in WORKSPACE_ACTIONS {
+                    if !permissions.iter().any(|a| a == action) {
+                        permissions.push(action.to_string());
+                    }
+                }
             } else if permissions.is_empty() {
                 continue;
             }
-            let workspace = ReportWorkspace { name: row.name.clone(), is_owner, permissions };
-            parts.entry(user_id).or_default().push((row.workspace_id.as_str(), workspace));
+            parts[holder].push((row.workspace_id, ReportWorkspace { name: row.name, is_owner, permissions }));
         }
-        for (id, (row, owner_seen)) in &workspaces {
-            if !owner_seen {
-                let permissions = WORKSPACE_ACTIONS.iter().map(|a| a.to_string()).collect();
-                let workspace = ReportWorkspace { name: row.name.clone(), is_owner: true, permissions };
-                parts.entry(row.owner_id.as_str()).or_default().push((id, workspace));
-            }
-        }
-        users.sort_by(|a, b| a.email.cmp(&b.email).then_with(|| a.id.cmp(&b.id)));
+        drop(index);
+
         let users_count = users.len();
         let users = users
             .into_iter()
-            .map(|user| {
-                let mut mine = parts.remove(user.id.as_str()).unwrap_or_default();
+            .zip(parts)
+            .map(|(user, mut mine)| {
                 // Two workspaces of one name (of different owners) keep one order everywhere.
-                mine.sort_by(|a, b| a.0.cmp(b.0));
+                mine.sort_by(|a, b| a.0.cmp(&b.0));
                 ReportUser::new(user.email, mine.into_iter().map(|(_, w)| w).collect())
             })
             .collect();
