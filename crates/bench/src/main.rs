@@ -4,6 +4,7 @@
 //! (a server that did not start, requests that did not succeed), never because it is slow.
 
 mod api;
+mod audit_report;
 mod backup;
 mod drydock_api;
 mod http;
@@ -35,6 +36,10 @@ benchmarks:
          100 starts at once by one user against a runtime limit of 10: exactly the limit
          admitted, on SQLite and (when TEST_POSTGRES_URL is set) on PostgreSQL; answer
          times against as many reads at once
+  audit-report
+         GET /api/audit (text and JSON) with 10,000 users and 50,000 workspaces in the
+         store, against the same rows read with raw SQL, on SQLite and (when
+         TEST_POSTGRES_URL is set) on PostgreSQL
 
 Run them with `bash scripts/bench.sh <benchmark>`, which installs and builds what they need.";
 
@@ -53,6 +58,7 @@ fn main() -> ExitCode {
         "workspace-start" => workspace_start::run(rest),
         "limits-race" => limits_race::run(rest),
         "backup" => backup::run(rest),
+        "audit-report" => audit_report::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
