@@ -21,4 +21,7 @@ source scripts/postgres-cluster.sh
 trap pg_cluster_stop EXIT
 pg_cluster_start
 
-target/release/drydock-bench "$@"
+# The binaries are where cargo put them (CARGO_TARGET_DIR when set); drydock-bench finds
+# drydock there too.
+target="${CARGO_TARGET_DIR:-target}"
+"$target/release/drydock-bench" "$@"

@@ -220,11 +220,15 @@ fn postgres_version(server: &str) -> Result<String> {
     psql(server, "SHOW server_version").map(|v| v.split_whitespace().next().unwrap_or("").to_string())
 }
 
-/// The drydock binary: `DRYDOCK_BIN`, or the release build of this workspace.
+/// The drydock binary: `DRYDOCK_BIN`, or the release build of this workspace (under
+/// `CARGO_TARGET_DIR` when it is set).
 pub fn drydock_bin(benchmark: &str) -> Result<PathBuf> {
     let bin = match std::env::var_os("DRYDOCK_BIN") {
         Some(b) if !b.is_empty() => PathBuf::from(b),
-        _ => workspace_root().join("target").join("release").join("drydock"),
+        _ => match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) if !dir.is_empty() => workspace_root().join(dir).join("release").join("drydock"),
+            _ => workspace_root().join("target").join("release").join("drydock"),
+        },
     };
     ensure!(
         bin.is_file(),

@@ -18,6 +18,7 @@ pub mod runtime;
 pub mod secret;
 pub mod store;
 pub mod system;
+pub mod testing_hooks;
 pub mod users;
 pub mod validate;
 pub mod workspace;
@@ -42,6 +43,8 @@ pub struct Drydock {
     pub backups: backups::Backups,
     /// The audit log: listing, verifying, exporting, pruning.
     pub audit_log: audit_log::AuditLog,
+    /// The audit report (`GET /api/audit`).
+    pub audit_reports: audit::AuditReports,
     pub store: Arc<dyn Store>,
     /// The licensed seats (set by the license service; no cap until it loads).
     pub seats: Arc<license::SeatCap>,
@@ -75,6 +78,7 @@ impl Drydock {
             backups: backups::Backups::new(store.clone(), clock.clone()),
             audit_log: audit_log::AuditLog::new(store.clone(), clock.clone(), &config.audit),
             licenses: licenses::Licenses::new(store.clone(), clock.clone(), seats.clone(), &config.license),
+            audit_reports: audit::AuditReports::new(store.clone(), clock.clone()),
             workspaces,
             limits,
             auth,

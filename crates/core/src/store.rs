@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::audit::HistoryEntry;
+use crate::audit::{HistoryEntry, ReportRows};
 use crate::audit_log::{Anchor, Event, EventFilter, NewEvent};
 use crate::limits::{Resource, ResourceOverride};
 use crate::model::{BackupRun, Credential, CredentialKind, NewUser, Page, Permission, User, UserFilter};
@@ -95,6 +95,14 @@ pub trait Store: Send + Sync {
     async fn user_for_login(&self, login: &str) -> StoreResult<Option<(User, String)>>;
     async fn list_users(&self, filter: &UserFilter, page: Page) -> StoreResult<(Vec<User>, u64)>;
     async fn count_users(&self) -> StoreResult<u64>;
+
+    // The audit report.
+    /// Every change of the license (`license_history`), oldest first.
+    async fn license_history(&self) -> StoreResult<Vec<HistoryEntry>>;
+    /// Every user's id and e-mail, and every workspace with every workspace permission on
+    /// it (name, owner, holder, actions), read in one snapshot: a handful of queries
+    /// whatever the number of users and workspaces.
+    async fn report_rows(&self) -> StoreResult<ReportRows>;
     async fn set_password_hash(&self, user_id: &str, hash: &str, event: &NewEvent) -> StoreResult<()>;
     /// Changes the e-mail; its uniqueness is checked in the transaction that writes.
     async fn set_email(&self, user_id: &str, email: &str, event: &NewEvent) -> StoreResult<User>;

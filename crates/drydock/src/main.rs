@@ -64,6 +64,9 @@ enum Command {
     /// Maintenance mode: on (users may not create or start workspaces), off, status (through the running server).
     #[command(subcommand)]
     Maintenance(cmd::maintenance::MaintenanceCommand),
+    /// Download the audit report (license history, who owns and may use which workspace)
+    /// from the running server into a file: `drydock audit [--out FILE]`.
+    Audit(cmd::audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
             Command::Maintenance(c) => cmd::maintenance::run(&dir, c).await,
             Command::License(c) => cmd::license::run(&dir, c).await,
             Command::Upgrade(args) => cmd::upgrade::run(&dir, &args).await,
+            Command::Audit(args) => cmd::audit::run(&dir, args).await,
         }
     });
     match result {

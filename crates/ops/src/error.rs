@@ -34,21 +34,7 @@ impl OpsError {
 /// Fails at a named point when `DRYDOCK_FAIL_POINT` names it: how the tests prove that a
 /// failure midway leaves the instance as it was. Never set in production.
 pub fn fail_point(name: &str) -> Result<()> {
-    match std::env::var("DRYDOCK_FAIL_POINT") {
-        Ok(point) if point == name => {
-            Err(OpsError::Step { step: name.to_string(), reason: "failure injected by DRYDOCK_FAIL_POINT".into() })
-        }
-        _ => Ok(()),
-    }
+    drydock_core::testing_hooks::fail_point(name).map_err(|e| OpsError::Step { reason: e.to_string(), step: e.point })
 }
 
-/// Waits forever at a named point when `DRYDOCK_PAUSE_POINT` names it: how the tests kill a
-/// backup midway, deterministically. Never set in production.
-pub fn pause_point(name: &str) {
-    if std::env::var("DRYDOCK_PAUSE_POINT").is_ok_and(|p| p == name) {
-        eprintln!("paused at {name} (DRYDOCK_PAUSE_POINT)");
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
-        }
-    }
-}
+pub use drydock_core::testing_hooks::pause_point;

@@ -7,6 +7,7 @@
 //! so checks of shared counts are serialized with the write they guard.
 
 mod audit_log;
+mod audit_report;
 mod limits;
 mod migrations;
 mod sql;

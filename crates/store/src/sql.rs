@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use drydock_core::audit::HistoryEntry;
+use drydock_core::audit::{HistoryEntry, ReportRows};
 use drydock_core::audit_log::{Anchor, Event, EventFilter, NewEvent};
 use drydock_core::limits::{Resource, ResourceOverride};
 use drydock_core::model::{BackupRun, DOMAIN_SYSTEM, MANAGE_SYSTEM, UserFilter};
@@ -378,6 +378,14 @@ impl Store for SqlStore {
             .try_get("n")
             .map_err(other)?;
         Ok(n.max(0) as u64)
+    }
+
+    async fn license_history(&self) -> StoreResult<Vec<HistoryEntry>> {
+        self.audit_license_history().await
+    }
+
+    async fn report_rows(&self) -> StoreResult<ReportRows> {
+        self.audit_report_rows().await
     }
 
     async fn set_password_hash(&self, user_id: &str, hash: &str, event: &NewEvent) -> StoreResult<()> {

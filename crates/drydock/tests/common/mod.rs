@@ -128,10 +128,16 @@ impl Instance {
     /// Starts the server in the foreground as a child process on port 0 and waits until it
     /// answers its health check.
     pub async fn start(&mut self) {
+        self.start_with_stderr(Stdio::null()).await;
+    }
+
+    /// Like [`Instance::start`], with the server's stderr where the test wants it (piped, to
+    /// wait for a line such as `paused at …`).
+    pub async fn start_with_stderr(&mut self, stderr: Stdio) {
         let child = self
             .command(&["start", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("drydock start runs");
         let pid = child.id();

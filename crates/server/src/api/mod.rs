@@ -2,6 +2,7 @@
 //! document lists exactly what is served.
 
 mod audit_log;
+mod audit_report;
 mod auth;
 mod license;
 mod permissions;
@@ -107,6 +108,7 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit_log::verify))
         .routes(routes!(license::show, license::install, license::remove))
         .routes(routes!(license::legality))
+        .routes(routes!(audit_report::report))
         .route_layer(middleware::from_fn_with_state(state, crate::auth::require_caller));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).split_for_parts()
 }
