@@ -168,6 +168,18 @@ async fn license_story(backend: Backend) {
     assert_eq!((paid["seats"].as_i64(), paid["installedBy"].as_str()), (Some(3), Some("admin@localhost")));
     assert_eq!(paid["expires"], "2099-12-31T23:59:59Z");
     assert_eq!(paid["graceUntil"], "2100-01-15T23:59:59Z");
+    // The audit report prints the history and the paid license's seats and expiry.
+    let r = dd.req(Method::GET, "/api/audit").bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let report = r.text().await.unwrap();
+    let lines: Vec<&str> = report.lines().collect();
+    assert!(lines[0].ends_with(": Fair Source license was accepted."), "{report}");
+    assert!(lines[1].ends_with(": admin@localhost added paid license L-THREE."), "{report}");
+    let state = report.split("--- CURRENT STATE ---\n").nth(1).unwrap();
+    assert!(
+        state.starts_with("Number of users: 1\nNumber of licensed seats: 3\nLicense expiration: 31 December 2099\n"),
+        "{report}"
+    );
 
     // Ten users at once with two seats left: exactly two are created, the others get 409.
     let attempts = (0..10).map(|i| {
