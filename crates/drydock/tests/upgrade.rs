@@ -1,8 +1,9 @@
-//! Upgrades of real old instances: the 0.1.0 fixture (`tests/fixtures/instance-0.1.0`, made
-//! by the drydock 0.1.0 binary; see its README) loaded into a temp data dir on SQLite and on
-//! PostgreSQL. `start` refuses it; `upgrade --plan` changes nothing; `upgrade --yes` backs it
-//! up, migrates it and the new server serves everything the old one held; downgrades and
-//! unsupported jumps are refused; a failure midway puts the instance back as it was.
+//! Upgrades of real old instances: the fixtures `tests/fixtures/instance-<version>` (0.1.0 and
+//! 0.2.0, each made by the drydock binary of that release; see their READMEs) loaded into a
+//! temp data dir on SQLite and on PostgreSQL. `start` refuses them; `upgrade --plan` changes
+//! nothing; `upgrade --yes` backs them up, migrates them and the new server serves everything
+//! the old one held; downgrades and unsupported jumps are refused; a failure midway puts the
+//! instance back as it was.
 
 mod common;
 
@@ -15,9 +16,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::Row;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/instance-0.1.0");
+/// The fixture instance made by drydock `version`.
+fn fixture_dir(version: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("instance-{version}"))
+}
 
-/// The fixture's users and their passwords (the administrator's is from its `init`).
+/// The fixtures' users and their passwords (the administrator's is from its `init`).
 const USERS: &[(&str, &str)] = &[
     ("admin", "admin-password-1"),
     ("alice", "alice-password"),
@@ -25,27 +29,30 @@ const USERS: &[(&str, &str)] = &[
     ("carol", "carol-password"),
 ];
 
-/// A data dir holding the 0.1.0 fixture: its files, and its database loaded from the text
-/// dump for the backend. The instance id is made unique, so Docker objects of parallel tests
-/// never meet (it lives in the data dir only). Returns the instance and a guard that removes
-/// its engine objects.
-async fn fixture(backend: Backend) -> Option<(Instance, drydock_docker::testing::InstanceGuard)> {
+/// A data dir holding the fixture made by drydock `version`: its files, and its database
+/// loaded from the text dump for the backend. The instance id is made unique, so Docker
+/// objects of parallel tests never meet (it lives in the data dir only). Returns the instance
+/// and a guard that removes its engine objects.
+async fn fixture(backend: Backend, version: &str) -> Option<(Instance, drydock_docker::testing::InstanceGuard)> {
+    let source = fixture_dir(version);
+    assert!(source.join("drydock.ver").is_file(), "no fixture {}", source.display());
     let dd = Instance::new(backend, &[])?;
     let dir = dd.data_dir();
     for file in ["drydock.ver", "drydock.toml"] {
-        std::fs::copy(Path::new(FIXTURE).join(file), dir.join(file)).unwrap();
+        std::fs::copy(source.join(file), dir.join(file)).unwrap();
     }
     let id = drydock_core::ids::instance_id();
     std::fs::write(dir.join("instance.id"), format!("{id}\n")).unwrap();
     let secrets = dir.join("secrets");
     std::fs::create_dir(&secrets).unwrap();
     set_mode(&secrets, 0o700);
-    std::fs::copy(Path::new(FIXTURE).join("secrets/admin-token"), secrets.join("admin-token")).unwrap();
+    std::fs::copy(source.join("secrets/admin-token"), secrets.join("admin-token")).unwrap();
     set_mode(&secrets.join("admin-token"), 0o600);
     match &dd.db {
         None => {
-            // As drydock 0.1.0 left it: a WAL-mode file (connect_sql sets WAL, as 0.1.0 did).
-            let dump = std::fs::read_to_string(Path::new(FIXTURE).join("sqlite.sql")).unwrap();
+            // As drydock 0.1.0 and 0.2.0 left it: a WAL-mode file (connect_sql sets WAL, as
+            // they did).
+            let dump = std::fs::read_to_string(source.join("sqlite.sql")).unwrap();
             let store = connect_sql(&db_url(&dd), &Default::default()).await.unwrap();
             sqlx::raw_sql(&dump).execute(store.pool()).await.unwrap();
             // Everything into the main file now: a later connection's close must not move
@@ -54,7 +61,7 @@ async fn fixture(backend: Backend) -> Option<(Instance, drydock_docker::testing:
             store.pool().close().await;
         }
         Some(db) => {
-            let dump = Path::new(FIXTURE).join("postgres.sql");
+            let dump = source.join("postgres.sql");
             let out = std::process::Command::new("psql")
                 .args([db.url.as_str(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f"])
                 .arg(&dump)
@@ -222,7 +229,7 @@ fn archive_in(output: &str) -> PathBuf {
 }
 
 async fn fixture_upgrades(backend: Backend) {
-    let Some((mut dd, guard)) = fixture(backend).await else { return };
+    let Some((mut dd, guard)) = fixture(backend, "0.1.0").await else { return };
     let version = dd.cli(&["version", "--json"]);
     let version: Value = serde_json::from_slice(&version.stdout).unwrap();
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
@@ -337,8 +344,132 @@ async fn fixture_upgrades_on_postgres() {
     fixture_upgrades(Backend::Postgres).await;
 }
 
+/// Text columns of the rows a query returns, `|`-joined, in its order.
+async fn rows_of(dd: &Instance, sql: &str) -> Vec<String> {
+    let store = connect_sql(&db_url(dd), &Default::default()).await.unwrap();
+    let rows = sqlx::query(sql).fetch_all(store.pool()).await.unwrap();
+    let lines =
+        rows.iter().map(|row| (0..row.len()).map(|i| row.get::<String, _>(i)).collect::<Vec<_>>().join("|")).collect();
+    store.pool().close().await;
+    lines
+}
+
+/// The license history and the `license.accept` events (actor, target type).
+async fn fair_source_accepted(dd: &Instance) -> (Vec<String>, Vec<String>) {
+    let history = rows_of(dd, "SELECT kind, license_id, by_email FROM license_history ORDER BY seq").await;
+    let events = rows_of(dd, "SELECT actor_name, target_type FROM audit_events WHERE action = 'license.accept'").await;
+    (history, events)
+}
+
+/// The 0.2.0 fixture (schema 5, with a backup in its history) upgrades to schema 6: the audit
+/// log begins with the upgrade, and the first start records the Fair Source acceptance.
+async fn fixture_0_2_0_upgrades(backend: Backend) {
+    let Some((mut dd, guard)) = fixture(backend, "0.2.0").await else { return };
+    let version = dd.cli(&["version", "--json"]);
+    let version: Value = serde_json::from_slice(&version.stdout).unwrap();
+    assert_eq!(version["instanceVersion"], "0.2.0");
+
+    // start does not touch it; it names the way forward.
+    let files = tree(dd.data_dir());
+    let (schema, rows) = database(&dd).await;
+    assert_eq!(schema, 5);
+    assert!(!rows.contains_key("audit_events") && !rows.contains_key("license_history"), "{:?}", rows.keys());
+    let fixture_backups = rows["backup_runs"].clone();
+    assert_eq!(fixture_backups.len(), 1, "the fixture's own backup: {fixture_backups:?}");
+    assert!(fixture_backups[0].contains("\"manual\"") && fixture_backups[0].contains("\"ok\""), "{fixture_backups:?}");
+    start_refused(&dd, &["0.2.0", "drydock upgrade"]);
+
+    // The plan: migration 6 only, and the backup; nothing changes.
+    let (ok, plan) = upgrade(&dd, &["--plan"], None);
+    assert!(ok, "{plan}");
+    for expected in ["schema 5", "6 audit", "0.2.0 → 0.3.0", "back up the instance into", "Nothing was changed"] {
+        assert!(plan.contains(expected), "no '{expected}' in the plan:\n{plan}");
+    }
+    assert!(!plan.contains("5 system") && !plan.contains("[refused]"), "{plan}");
+    assert_eq!(tree(dd.data_dir()), files, "--plan changed files");
+    assert_eq!(database(&dd).await, (schema, rows.clone()), "--plan changed the database");
+
+    // The upgrade, with its backup (a 0.2.0 one).
+    let (ok, out) = upgrade(&dd, &["--yes"], None);
+    assert!(ok, "{out}");
+    for expected in ["maintenance", "migrating the database: 6 audit", "drydock.ver: 0.2.0 → 0.3.0", "Upgraded"] {
+        assert!(out.contains(expected), "no '{expected}' in:\n{out}");
+    }
+    assert!(!out.contains("5 system"), "{out}");
+    let archive = archive_in(&out);
+    let name = archive.file_name().unwrap().to_string_lossy().to_string();
+    assert!(name.starts_with("drydock-backup-0.2.0-"), "{name}");
+    let verified = dd.cli(&["backup", "verify", &archive.display().to_string()]);
+    assert!(verified.status.success(), "{}", text(&verified));
+    assert!(text(&verified).contains("drydock 0.2.0 (schema 5)"), "{}", text(&verified));
+    assert_eq!(version_file(&dd), env!("CARGO_PKG_VERSION"));
+
+    // Schema 6; every table kept its rows (the backup history gained the upgrade's backup).
+    let (schema, after) = database(&dd).await;
+    assert_eq!(schema, 6);
+    for (table, before) in &rows {
+        match table.as_str() {
+            "schema_migrations" => {}
+            "backup_runs" => {
+                let added: Vec<&String> = after[table].iter().filter(|r| !before.contains(r)).collect();
+                assert!(before.iter().all(|r| after[table].contains(r)), "{table} kept its rows: {:?}", after[table]);
+                assert!(added.len() == 1 && added[0].contains("\"upgrade\""), "the upgrade's backup: {added:?}");
+            }
+            _ => assert_eq!(&after[table], before, "{table} kept its rows"),
+        }
+    }
+    assert_eq!(after["system_state"], Vec::<String>::new(), "maintenance is off again");
+    let events = "SELECT actor_name, action, target_type, outcome, changes FROM audit_events ORDER BY seq";
+    let upgraded = rows_of(&dd, events).await;
+    assert_eq!(upgraded.len(), 1, "{upgraded:?}");
+    let (head, changes) = upgraded[0].rsplit_once('|').unwrap();
+    assert_eq!(head, "cli|system.upgrade|system|success", "{upgraded:?}");
+    let changes: Value = serde_json::from_str(changes).unwrap();
+    assert_eq!(changes["version"], serde_json::json!({"before": "0.2.0", "after": env!("CARGO_PKG_VERSION")}));
+    assert_eq!(changes["schema"], serde_json::json!({"before": 5, "after": 6}));
+    assert_eq!(after["license_history"], Vec::<String>::new(), "no history before the first start");
+
+    // The upgraded instance serves what the old one held, and its first start accepts the
+    // Fair Source license: one history row, one event by drydock itself.
+    dd.start().await;
+    serves_the_fixture(&dd).await;
+    let admin = dd.admin_token();
+    let (_, backups) = call(&dd, &admin, "/api/system/backups?maxItems=10").await;
+    let triggers: Vec<&str> = backups.as_array().unwrap().iter().map(|b| b["trigger"].as_str().unwrap()).collect();
+    assert_eq!(triggers, ["upgrade", "manual"], "{backups}");
+    let (status, license) = call(&dd, &admin, "/api/license").await;
+    assert_eq!(status, StatusCode::OK, "{license}");
+    assert_eq!(license["kind"], "FAIR_SOURCE", "{license}");
+    assert_eq!(license["users"], 4, "{license}");
+    let (_, chain) = call(&dd, &admin, "/api/audit/verify").await;
+    assert_eq!(chain["intact"], true, "{chain}");
+    dd.stop();
+    let (history, events) = fair_source_accepted(&dd).await;
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert!(history[0].starts_with("fairSourceAccepted|"), "{history:?}");
+    assert_eq!(events, ["system|license"], "{events:?}");
+    let log = rows_of(&dd, "SELECT action FROM audit_events ORDER BY seq").await;
+    assert_eq!(log.first().map(String::as_str), Some("system.upgrade"), "the log begins with the upgrade: {log:?}");
+
+    // Only the first start accepts it.
+    dd.start().await;
+    dd.stop();
+    assert_eq!(fair_source_accepted(&dd).await, (history, events), "a second start records no acceptance");
+    drop(guard);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_0_2_0_upgrades_on_sqlite() {
+    fixture_0_2_0_upgrades(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_0_2_0_upgrades_on_postgres() {
+    fixture_0_2_0_upgrades(Backend::Postgres).await;
+}
+
 async fn downgrades_and_jumps_are_refused(backend: Backend) {
-    let Some((dd, guard)) = fixture(backend).await else { return };
+    let Some((dd, guard)) = fixture(backend, "0.1.0").await else { return };
     let state = (tree(dd.data_dir()), database(&dd).await);
     let unchanged = |dd: &Instance, version: &str| {
         let mut files = state.0.clone();
@@ -413,7 +544,7 @@ async fn downgrades_and_jumps_are_refused_on_postgres() {
 }
 
 async fn a_failure_midway_rolls_back(backend: Backend) {
-    let Some((mut dd, guard)) = fixture(backend).await else { return };
+    let Some((mut dd, guard)) = fixture(backend, "0.1.0").await else { return };
     let files = tree(dd.data_dir());
     let rows = database(&dd).await;
     assert_eq!(rows.0, 4);
@@ -477,7 +608,7 @@ async fn a_failure_midway_rolls_back_on_postgres() {
 /// `drydock upgrade`, and the upgrade runs the missing migrations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_behind_its_version_file_is_upgraded() {
-    let Some((mut dd, guard)) = fixture(Backend::Sqlite).await else { return };
+    let Some((mut dd, guard)) = fixture(Backend::Sqlite, "0.1.0").await else { return };
     set_version_file(&dd, env!("CARGO_PKG_VERSION"));
     let out = dd.cli(&["start", "--listen", "127.0.0.1:0"]);
     let t = text(&out);
