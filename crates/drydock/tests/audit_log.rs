@@ -308,6 +308,8 @@ async fn every_action_is_an_event_and_the_chain_catches_edits() {
     // The chain holds, and an edit or a deletion in the database breaks it where it happened.
     let v = verify(&dd, &admin).await;
     assert_eq!(v["intact"], true, "{v}");
+    let out = dd.cli(&["audit", "verify"]);
+    assert!(out.status.success() && text(&out).contains("The audit log is intact"), "{}", text(&out));
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dd.sqlite_path().display())).await.unwrap();
     let victim = of(&events, "user.delete")[0]["seq"].as_i64().unwrap();
     sqlx::query("UPDATE audit_events SET actor_name = 'nobody' WHERE seq = ?")
@@ -320,6 +322,9 @@ async fn every_action_is_an_event_and_the_chain_catches_edits() {
     assert!(v["broken"]["reason"].as_str().unwrap().contains("changed"), "{v}");
     let (_, html) = page("verify=1").await;
     assert!(html.contains("data-state=\"broken\"") && html.contains(&format!("breaks at event {victim}")), "{html}");
+    let out = dd.cli(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(&format!("breaks at event {victim}: its content does not match")), "{}", text(&out));
     sqlx::query("UPDATE audit_events SET actor_name = 'admin' WHERE seq = ?")
         .bind(victim)
         .execute(&pool)

@@ -1,6 +1,7 @@
 //! `drydock audit`: the audit report, fetched from the running server (`GET /api/audit`) and
-//! written to a file whole or not at all. `audit` is a group: `drydock audit [--out FILE]`
-//! is `drydock audit report [--out FILE]`, and other audit verbs join [`AuditCommand`].
+//! written to a file whole or not at all; and `drydock audit verify`, which checks the audit
+//! log's hash chain in the instance's database directly (the server need not run). `audit` is
+//! a group: `drydock audit [--out FILE]` is `drydock audit report [--out FILE]`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,9 +13,15 @@ use drydock_core::audit::AuditReport;
 use reqwest::Method;
 use reqwest::header::CONTENT_DISPOSITION;
 
+use std::sync::Arc;
+
+use drydock_core::SystemClock;
+use drydock_core::audit_log::AuditLog;
+
 use crate::client::Client;
 use crate::cmd::user::Remote;
 use crate::instance::{DataDir, write_atomic};
+use crate::{config, wiring};
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -30,6 +37,12 @@ pub struct AuditArgs {
 enum AuditCommand {
     /// Download the audit report (what `drydock audit` does without a subcommand).
     Report(ReportArgs),
+    /// Check the audit log's hash chain in the database: exits 1 at the first event where it
+    /// breaks (an event edited or deleted there).
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -46,7 +59,25 @@ pub async fn run(dir: &DataDir, args: AuditArgs) -> Result<ExitCode> {
     match args.command {
         None => report(dir, &args.report).await,
         Some(AuditCommand::Report(report_args)) => report(dir, &report_args).await,
+        Some(AuditCommand::Verify { json }) => verify(dir, json).await,
     }
+}
+
+/// Verifies the chain on the instance's own database, as the host's operator (no token).
+async fn verify(dir: &DataDir, json: bool) -> Result<ExitCode> {
+    let loaded = config::load(&dir.root, &[])?;
+    let store = wiring::open_store(dir, &loaded.config).await?;
+    let log = AuditLog::new(store, Arc::new(SystemClock), &loaded.config.audit);
+    let v = log.verify_chain().await.context("cannot read the audit log")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if let Some(broken) = &v.broken {
+        println!("The audit log's chain breaks at event {}: {}", broken.seq, broken.reason);
+        println!("{} event(s) before it verified (up to event {}).", v.checked, v.last_seq);
+    } else {
+        println!("The audit log is intact: {} event(s) verified, up to event {}.", v.checked, v.last_seq);
+    }
+    Ok(if v.intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Fetches the report and writes it (temp file, fsync, rename); prints the file's path.
