@@ -41,6 +41,24 @@ fn event_from(row: &AnyRow) -> Result<Event, sqlx::Error> {
     })
 }
 
+/// Binds an event's columns as `$1`…`$13`, in `EVENT_COLUMNS` order.
+fn bind_event<'q>(query: AnyQuery<'q>, e: &Event) -> AnyQuery<'q> {
+    query
+        .bind(e.seq)
+        .bind(e.time.timestamp_millis())
+        .bind(e.actor_id.clone())
+        .bind(e.actor_name.clone())
+        .bind(e.client.clone())
+        .bind(e.action.clone())
+        .bind(e.target_type.clone())
+        .bind(e.target_id.clone())
+        .bind(e.target_name.clone())
+        .bind(e.outcome.clone())
+        .bind(e.changes.clone())
+        .bind(e.prev_hash.clone())
+        .bind(e.hash.clone())
+}
+
 /// `LIKE` pattern for "contains `part`", case-insensitive, `%` and `_` taken literally.
 fn contains(part: &str) -> String {
     let escaped = part.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
@@ -57,10 +75,23 @@ fn change_columns(change: &LicenseChange) -> (&'static str, &str, &str) {
 }
 
 impl SqlStore {
-    /// Appends the event to the chain inside `tx`, which must be guarded.
-    pub(crate) async fn append_in(&self, tx: &mut Transaction<'static, Any>, event: &NewEvent) -> StoreResult<()> {
-        if !self.audit_enabled() {
-            return Ok(());
+    /// Appends the event to the chain inside `tx`, which must be guarded; returns the new
+    /// head. The head this process appended last is tried first, in one statement that inserts
+    /// only if that row is still the chain's last; otherwise (another process appended, events
+    /// were pruned, the database was restored) the head is read and the event linked to it.
+    async fn append_in(&self, tx: &mut Transaction<'static, Any>, event: &NewEvent) -> StoreResult<Anchor> {
+        if let Some(head) = self.cached_head() {
+            let e = event.seal(head.seq + 1, &head.hash);
+            let sql = format!(
+                "INSERT INTO audit_events ({EVENT_COLUMNS}) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+                 WHERE EXISTS (SELECT 1 FROM audit_events WHERE seq = $14 AND hash = $12) \
+                 AND NOT EXISTS (SELECT 1 FROM audit_events WHERE seq >= $1)"
+            );
+            let inserted = bind_event(sqlx::query(&sql), &e).bind(head.seq).execute(&mut **tx).await.map_err(other)?;
+            if inserted.rows_affected() == 1 {
+                return Ok(Anchor { seq: e.seq, hash: e.hash });
+            }
         }
         let head = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut **tx)
@@ -71,38 +102,29 @@ impl SqlStore {
             None => Self::anchor_in(tx).await?,
         };
         let e = event.seal(head.seq + 1, &head.hash);
-        sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        ))
-        .bind(e.seq)
-        .bind(e.time.timestamp_millis())
-        .bind(e.actor_id)
-        .bind(e.actor_name)
-        .bind(e.client)
-        .bind(e.action)
-        .bind(e.target_type)
-        .bind(e.target_id)
-        .bind(e.target_name)
-        .bind(e.outcome)
-        .bind(e.changes)
-        .bind(e.prev_hash)
-        .bind(e.hash)
-        .execute(&mut **tx)
-        .await
-        .map_err(other)?;
-        Ok(())
+        );
+        bind_event(sqlx::query(&sql), &e).execute(&mut **tx).await.map_err(other)?;
+        Ok(Anchor { seq: e.seq, hash: e.hash })
     }
 
-    /// Appends the event (when there is one) and commits.
+    /// Appends the event (when there is one and the log is on) and commits; the new head is
+    /// remembered only once it is committed.
     pub(crate) async fn commit_with(
         &self,
         mut tx: Transaction<'static, Any>,
         event: Option<&NewEvent>,
     ) -> StoreResult<()> {
-        if let Some(event) = event {
-            self.append_in(&mut tx, event).await?;
+        let head = match event {
+            Some(event) if self.audit_enabled() => Some(self.append_in(&mut tx, event).await?),
+            _ => None,
+        };
+        let committed = tx.commit().await.map_err(other);
+        if head.is_some() {
+            self.remember_head(if committed.is_ok() { head } else { None });
         }
-        tx.commit().await.map_err(other)
+        committed
     }
 
     async fn anchor_in(tx: &mut Transaction<'static, Any>) -> StoreResult<Anchor> {

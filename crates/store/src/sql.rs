@@ -26,6 +26,9 @@ pub struct SqlStore {
     backend: Backend,
     /// Off only when `audit.enabled = false` (then no event is written; the start says so).
     audit: bool,
+    /// The chain's head as this process last appended it: a guess that saves a read, checked
+    /// by the insert itself (see `append_in`).
+    head: std::sync::Mutex<Option<Anchor>>,
 }
 
 pub(crate) fn other(e: sqlx::Error) -> StoreError {
@@ -88,7 +91,7 @@ const CREDENTIAL_COLUMNS: &str = "c.id, c.user_id, c.kind, c.name, c.digest, c.c
 
 impl SqlStore {
     pub fn new(pool: AnyPool, backend: Backend) -> Self {
-        SqlStore { pool, backend, audit: true }
+        SqlStore { pool, backend, audit: true, head: std::sync::Mutex::default() }
     }
 
     /// Turns writing audit events on or off (`audit.enabled`).
@@ -99,6 +102,14 @@ impl SqlStore {
 
     pub(crate) fn audit_enabled(&self) -> bool {
         self.audit
+    }
+
+    pub(crate) fn cached_head(&self) -> Option<Anchor> {
+        self.head.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn remember_head(&self, head: Option<Anchor>) {
+        *self.head.lock().unwrap_or_else(|e| e.into_inner()) = head;
     }
 
     pub fn pool(&self) -> &AnyPool {

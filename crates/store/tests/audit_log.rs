@@ -79,6 +79,23 @@ async fn postgres_concurrent_changes_chain() {
     concurrent_changes_chain_and_refusals_leave_nothing(store).await;
 }
 
+/// Two processes on one database (the server and a command on the host) each remember the
+/// head they appended last; taking turns, neither forks the chain.
+#[tokio::test]
+async fn two_stores_on_one_database_keep_one_chain() {
+    let (first, dir) = sqlite_store().await;
+    let url = format!("sqlite://{}", dir.path().join("drydock.db").display());
+    let second = drydock_store::connect_sql(&url, &Default::default()).await.unwrap();
+    for i in 0..10 {
+        let store = if i % 3 == 0 { &second } else { &first };
+        let event = NewEvent::new(Utc::now(), Actor::system(), "test.turn", Target::system()).with("i", i);
+        store.append_event(&event).await.unwrap();
+    }
+    let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
+    let v = AuditLog::new(Arc::new(first), clock, &AuditConfig::default()).verify_chain().await.unwrap();
+    assert!(v.intact && v.checked == 10 && v.last_seq == 10, "{v:?}");
+}
+
 async fn pruning_keeps_the_chain_verifiable(store: SqlStore) {
     let store = Arc::new(store);
     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
