@@ -1,15 +1,13 @@
 //! The license: show, install (the signed document as the body), remove, legality.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
 use drydock_core::licenses::{Legality, LicenseView};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::Caller;
+use crate::extract::{Caller, body_bytes, media_type};
 
 /// A license document as the request body, read raw: `text/plain` or `application/json`
 /// (the document is JSON; a JSON string holding it is taken too). No content type is text.
@@ -19,13 +17,7 @@ impl<S: Send + Sync> FromRequest<S> for LicenseDocument {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|v| v.trim().to_ascii_lowercase());
-        let is_json = match content_type.as_deref() {
+        let is_json = match media_type(&req).as_deref() {
             None | Some("text/plain") => false,
             Some("application/json") => true,
             Some(other) => {
@@ -38,13 +30,7 @@ impl<S: Send + Sync> FromRequest<S> for LicenseDocument {
                 ));
             }
         };
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::payload_too_large()
-            } else {
-                ApiError::bad_request(None, format!("cannot read the request body: {rejection}"))
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         let text = String::from_utf8(bytes.to_vec())
             .map_err(|_| ApiError::bad_request(Some("license"), "the license document is not UTF-8 text"))?;
         if is_json && let Ok(serde_json::Value::String(inner)) = serde_json::from_str(&text) {
