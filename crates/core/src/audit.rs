@@ -468,24 +468,8 @@ mod tests {
 
     #[test]
     fn expiry_and_removal_are_one_line_each_and_every_event_is_kept() {
-        let paid = |id: &str, time: &str| HistoryEntry {
-            time: at(time),
-            change: LicenseChange::PaidAdded { by_email: "admin@example.com".into(), license_id: id.into() },
-        };
         let report = AuditReport {
-            history: vec![
-                accepted(),
-                paid("L-1", "2026-02-01T08:05:09Z"),
-                HistoryEntry {
-                    time: at("2026-03-01T00:00:01Z"),
-                    change: LicenseChange::PaidExpired { license_id: "L-1".into() },
-                },
-                paid("L-2", "2026-03-02T10:00:00Z"),
-                HistoryEntry {
-                    time: at("2026-04-15T23:59:59Z"),
-                    change: LicenseChange::PaidRemoved { license_id: "L-2".into() },
-                },
-            ],
+            history: history_of_two_licenses(),
             users_count: 1,
             license: None,
             users: vec![ReportUser::new("admin@example.com".into(), vec![owned("solo")])],
