@@ -10,6 +10,7 @@ mod audit_log;
 mod audit_report;
 mod limits;
 mod migrations;
+pub mod replication;
 mod sql;
 mod system;
 mod workspaces;
