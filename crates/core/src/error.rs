@@ -24,6 +24,9 @@ pub enum Error {
     /// Refused because the instance is in maintenance mode; the text is the operators' message.
     #[error("{0}")]
     Maintenance(String),
+    /// Refused because the instance is a standby: it follows a primary and takes no changes.
+    #[error("{0}")]
+    Standby(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -16,6 +16,7 @@ pub mod model;
 pub mod permissions;
 pub mod runtime;
 pub mod secret;
+pub mod standby;
 pub mod store;
 pub mod system;
 pub mod testing_hooks;

@@ -47,9 +47,19 @@ pub async fn open_store_migrating(dir: &DataDir, config: &Config) -> Result<Arc<
 /// and its database's schema must be this binary's. An older instance is refused with the
 /// way forward (`drydock upgrade`), a newer one as a downgrade.
 pub async fn open_store(dir: &DataDir, config: &Config) -> Result<Arc<dyn Store>> {
+    open_store_with(dir, config, store_options(config)).await
+}
+
+/// [`open_store`] for a standby: its audit log is the primary's copy, so what happens on the
+/// standby itself (sign-ins) is logged by the server, not written to it.
+pub async fn open_standby_store(dir: &DataDir, config: &Config) -> Result<Arc<dyn Store>> {
+    open_store_with(dir, config, StoreOptions { audit: false, ..store_options(config) }).await
+}
+
+async fn open_store_with(dir: &DataDir, config: &Config, options: StoreOptions) -> Result<Arc<dyn Store>> {
     check_instance_version(dir)?;
     let url = database_url(dir, config);
-    let store = connect(&url, &store_options(config)).await?;
+    let store = connect(&url, &options).await?;
     let status = store
         .schema_status()
         .await
@@ -118,8 +128,16 @@ pub fn check_instance_version(dir: &DataDir) -> Result<()> {
 /// The Docker Engine that runs workspaces (and the same engine for backups of their files).
 /// Without one the server still serves everything else, and every workspace start says why
 /// it cannot run.
-pub async fn open_runtime(instance_id: &str, config: &Config) -> (Arc<dyn Runtime>, Option<DockerRuntime>) {
-    let settings = DockerSettings { pull_timeout: config.runtime.pull_timeout.0, ..Default::default() };
+///
+/// `projects_seed` is a promoted standby's copy of the workspaces' files: a workspace whose
+/// volume does not exist yet gets them when it is created.
+pub async fn open_runtime(
+    instance_id: &str,
+    config: &Config,
+    projects_seed: Option<std::path::PathBuf>,
+) -> (Arc<dyn Runtime>, Option<DockerRuntime>) {
+    let settings =
+        DockerSettings { pull_timeout: config.runtime.pull_timeout.0, projects_seed, ..Default::default() };
     match DockerRuntime::connect(instance_id, settings).await {
         Ok(runtime) => {
             tracing::info!(node = runtime.node(), "workspaces run on the Docker engine");

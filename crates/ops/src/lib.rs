@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod progress;
 pub mod restore;
 pub mod retention;
+pub mod standby;
 pub mod upgrade;
 pub mod versions;
 

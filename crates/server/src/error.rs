@@ -88,6 +88,7 @@ impl From<Error> for ApiError {
             },
             Error::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
             Error::Maintenance(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "maintenance", m),
+            Error::Standby(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "standby", m),
             Error::Internal(cause) => ApiError::internal(error_chain(cause.as_ref())),
         }
     }

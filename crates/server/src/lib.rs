@@ -22,6 +22,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::middleware;
 use drydock_core::Drydock;
+use drydock_core::standby::{ReplicationSource, StandbyState};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use error::{ApiError, ApiResult};
@@ -51,7 +52,7 @@ impl std::ops::Deref for AppState {
 }
 
 /// The settings the HTTP layer needs, taken from the config at start-up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub metrics_public: bool,
     /// Mark cookies `Secure` (the server speaks TLS).
@@ -60,6 +61,10 @@ pub struct Settings {
     pub instance_id: String,
     /// When the master makes a backup by itself (`backup.schedule`).
     pub backup_schedule: Option<drydock_core::backups::Schedule>,
+    /// Set on a standby while it follows its primary: writes are refused with 503.
+    pub standby: Option<Arc<StandbyState>>,
+    /// The primary's side of replication (`/api/replication/…`); none on a standby.
+    pub replication: Option<Arc<dyn ReplicationSource>>,
 }
 
 impl AppState {
@@ -78,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         .route("/w/{workspace}/{machine}/{server}", axum::routing::any(proxy::forward))
         .route("/w/{workspace}/{machine}/{server}/{*rest}", axum::routing::any(proxy::forward))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), standby_gate))
         .layer(middleware::from_fn_with_state(state.clone(), dashboard::error_pages_with_layout))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -86,6 +92,33 @@ pub fn app(state: AppState) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .with_state(state)
+}
+
+/// What a standby takes besides reads: signing in and out (its sessions are its own).
+const STANDBY_WRITES: &[&str] = &["/api/auth/login", "/api/auth/logout", "/login", "/logout"];
+
+/// On a standby, every request that could change something gets 503 "standby", except
+/// signing in and out; reads pass.
+async fn standby_gate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(standby) = &state.settings.standby {
+        let method = request.method();
+        let reads = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let path = request.uri().path();
+        if !reads && !STANDBY_WRITES.contains(&path) {
+            let message = drydock_core::standby::refusal(&standby.get().primary);
+            return if path.starts_with("/api/") {
+                ApiError::from(drydock_core::Error::Standby(message)).into_response()
+            } else {
+                dashboard::error_page(axum::http::StatusCode::SERVICE_UNAVAILABLE, &message)
+            };
+        }
+    }
+    next.run(request).await
 }
 
 /// Unknown API paths answer in the API's error shape; anything else gets the 404 page.

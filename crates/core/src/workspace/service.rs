@@ -828,6 +828,37 @@ impl Workspaces {
         }
     }
 
+    /// After a promotion: the workspaces the lost primary ran are STOPPED here (their
+    /// containers were on its host), recorded as stopped by `failover`; they start on this
+    /// instance with the files of the last sync. Returns how many.
+    pub async fn stop_after_failover(&self, primary: &str) -> Result<usize> {
+        let reason = format!("failover: its machines ran on the lost primary {primary}");
+        let mut stopped = 0;
+        for status in [WorkspaceStatus::Starting, WorkspaceStatus::Running, WorkspaceStatus::Stopping] {
+            let filter = WorkspaceFilter { status: Some(status), ..Default::default() };
+            let (workspaces, _) =
+                self.store.list_workspaces(&filter, Page { max_items: u32::MAX, skip_count: 0 }).await?;
+            for mut workspace in workspaces {
+                let from = workspace.status;
+                self.activity.end(&workspace.id);
+                workspace.status = WorkspaceStatus::Stopped;
+                workspace.runtime = None;
+                workspace.attributes.insert("stoppedBy".into(), "failover".into());
+                workspace.attributes.insert("stopReason".into(), reason.clone());
+                workspace.attributes.insert("updated".into(), self.now_text());
+                let event = self
+                    .event(Actor::system(), "workspace.stop", &workspace)
+                    .changed("status", from.as_str(), WorkspaceStatus::Stopped.as_str())
+                    .with("stoppedBy", "failover")
+                    .with("reason", &reason);
+                if self.store.transition_workspace(&workspace, &[from], Some(&event)).await? {
+                    stopped += 1;
+                }
+            }
+        }
+        Ok(stopped)
+    }
+
     /// Brings the store in line with the engine, at start-up: a workspace whose containers
     /// died is ERROR (with the reason) or STOPPED; a start or stop that was in flight is
     /// finished (stop) or rolled back (start); containers of deleted workspaces are removed.

@@ -6,6 +6,7 @@ mod audit_report;
 mod auth;
 mod license;
 mod permissions;
+mod replication;
 mod resources;
 mod stacks;
 mod system;
@@ -44,6 +45,7 @@ use crate::error::ApiError;
         (name = "system", description = "Health, state, maintenance mode and metrics"),
         (name = "audit", description = "The audit report and the audit log"),
         (name = "license", description = "The license: Fair Source or a signed paid license, seats, legality"),
+        (name = "replication", description = "The primary's side of a standby's following (the replication token)"),
     )
 )]
 struct ApiDoc;
@@ -109,8 +111,18 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(license::show, license::install, license::remove))
         .routes(routes!(license::legality))
         .routes(routes!(audit_report::report))
-        .route_layer(middleware::from_fn_with_state(state, crate::auth::require_caller));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).split_for_parts()
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_caller));
+    let replication = OpenApiRouter::new()
+        .routes(routes!(replication::status))
+        .routes(routes!(replication::snapshot))
+        .routes(routes!(replication::projects))
+        .layer(axum::extract::DefaultBodyLimit::max(replication::INDEX_BODY_LIMIT))
+        .route_layer(middleware::from_fn_with_state(state.clone(), replication::require_token));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(public)
+        .merge(signed_in)
+        .merge(replication)
+        .split_for_parts()
 }
 
 /// `maxItems` and `skipCount` of a list request.

@@ -27,18 +27,49 @@ pub async fn health() -> Json<Health> {
 }
 
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct SystemState {
-    /// `RUNNING` or `MAINTENANCE` (a later issue adds `STANDBY`).
+    /// `RUNNING`, `MAINTENANCE`, or `STANDBY` while this instance follows a primary.
     status: &'static str,
     /// The operators' message while in maintenance.
     message: Option<String>,
+    /// A standby's following: present only on a standby.
+    #[serde(flatten)]
+    standby: Option<StandbyFields>,
+}
+
+/// How a standby follows its primary.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StandbyFields {
+    /// The primary's URL.
+    primary: String,
+    /// Seconds between the newest data of the copy and now (null before the first sync).
+    lag_seconds: Option<i64>,
+    /// When the last sync landed.
+    last_sync: Option<DateTime<Utc>>,
+    /// Why the last attempt failed (null once a sync lands again).
+    last_error: Option<String>,
+    /// The last `drydock standby check`.
+    last_check: Option<drydock_core::standby::CheckReport>,
 }
 
 /// What the instance is doing: answers without credentials.
 #[utoipa::path(get, path = "/api/system/state", tag = "system", security(()), responses((status = 200, body = SystemState)))]
 pub async fn state(State(state): State<AppState>) -> Json<SystemState> {
     let system = &state.drydock.system;
-    Json(SystemState { status: system.status(), message: system.maintenance().map(|m| m.message) })
+    let standby = state.settings.standby.as_ref().map(|s| {
+        let follow = s.get();
+        StandbyFields {
+            lag_seconds: follow.lag_seconds(Utc::now()),
+            primary: follow.primary,
+            last_sync: follow.last_sync,
+            last_error: follow.last_error,
+            last_check: follow.last_check,
+        }
+    });
+    let status = if standby.is_some() { "STANDBY" } else { system.status() };
+    Json(SystemState { status, message: system.maintenance().map(|m| m.message), standby })
 }
 
 /// Turns maintenance on: `message` is what users see; with `stopWorkspaces` every running

@@ -10,6 +10,7 @@ mod license;
 mod limits;
 mod maintenance;
 mod signin;
+mod standby;
 mod workspaces;
 
 use std::sync::Arc;
@@ -71,6 +72,7 @@ pub fn router() -> Router<AppState> {
         .route("/workspaces/{id}/state", get(workspaces::state_fragment))
         .route("/workspaces/{id}/share", post(workspaces::share))
         .route("/workspaces/{id}/unshare", post(workspaces::unshare))
+        .route("/standby", get(standby::page))
         .route("/account", get(account::page))
         .route("/account/password", post(account::password))
         .route("/account/tokens", post(account::create_token))
@@ -126,6 +128,8 @@ pub struct Layout {
     /// The license warning (grace period, a license that does not apply), shown to holders
     /// of `manageSystem` only.
     pub license_banner: Option<String>,
+    /// On a standby: whom it follows and how far behind it is, shown to everyone.
+    pub standby_banner: Option<String>,
 }
 
 pub struct LayoutUser {
@@ -138,17 +142,35 @@ pub struct LayoutUser {
 
 impl Layout {
     pub fn signed_out(state: &AppState) -> Self {
-        Layout { user: None, section: "", flash: None, banner: maintenance_banner(state), license_banner: None }
+        Layout {
+            user: None,
+            section: "",
+            flash: None,
+            banner: maintenance_banner(state),
+            license_banner: None,
+            standby_banner: standby_banner(state),
+        }
     }
 
     /// Before anything is known of the instance (error pages rendered without the state).
     fn bare() -> Self {
-        Layout { user: None, section: "", flash: None, banner: None, license_banner: None }
+        Layout { user: None, section: "", flash: None, banner: None, license_banner: None, standby_banner: None }
     }
 }
 
 fn maintenance_banner(state: &AppState) -> Option<String> {
     state.drydock.system.maintenance().map(|m| m.message)
+}
+
+/// "read-only copy of <primary>, N s behind", with the last error when there is one.
+fn standby_banner(state: &AppState) -> Option<String> {
+    let follow = state.settings.standby.as_ref()?.get();
+    let behind = match follow.lag_seconds(Utc::now()) {
+        Some(lag) => format!("{lag} s behind"),
+        None => "no copy yet".to_string(),
+    };
+    let error = follow.last_error.map(|e| format!("; last error: {e}")).unwrap_or_default();
+    Some(format!("this is a read-only copy of {} ({behind}{error}); changes are refused.", follow.primary))
 }
 
 /// The signed-in browser session of a page request.
@@ -163,6 +185,7 @@ pub struct Session {
     pub banner: Option<String>,
     /// The license warning, for a holder of `manageSystem`.
     pub license_banner: Option<String>,
+    pub standby_banner: Option<String>,
 }
 
 impl Session {
@@ -187,6 +210,7 @@ impl Session {
             flash: cookie(headers, FLASH_COOKIE).map(|v| percent_decode(&v)),
             htmx: headers.contains_key("hx-request"),
             banner: maintenance_banner(state),
+            standby_banner: standby_banner(state),
         }))
     }
 
@@ -206,6 +230,7 @@ impl Session {
             flash: self.flash.clone(),
             banner: self.banner.clone(),
             license_banner: self.license_banner.clone(),
+            standby_banner: self.standby_banner.clone(),
         }
     }
 
@@ -297,7 +322,7 @@ impl From<Error> for PageError {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) | Error::Taken { .. } => StatusCode::CONFLICT,
             Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable(_) | Error::Maintenance(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::Maintenance(_) | Error::Standby(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(cause) => {
                 tracing::error!(cause = %cause, "page failed");
                 return PageError::Status(StatusCode::INTERNAL_SERVER_ERROR, String::new());
