@@ -81,7 +81,7 @@ pub(crate) enum Seeded {
     /// The mirror was gone meanwhile: an empty volume was made.
     Empty,
     /// The volume was made and holds the mirror's files.
-    Seeded,
+    WithFiles,
 }
 
 tokio::task_local! {
@@ -184,7 +184,7 @@ impl DockerRuntime {
             tracing::warn!(workspace, file = %index_file.display(), error = %e, "removing a mirror's index after seeding");
         }
         tracing::info!(workspace, mirror = %dir.display(), "seeded the workspace's /projects from its mirror");
-        Ok(Seeded::Seeded)
+        Ok(Seeded::WithFiles)
     }
 
     /// Writes a mirror's files into the workspace's (existing) volume.
@@ -223,7 +223,8 @@ impl DockerRuntime {
 
     /// Creates every workspace volume that has a mirror in
     /// [`projects_seed`](crate::DockerSettings::projects_seed) and no volume yet, from that
-    /// mirror. Returns the workspaces seeded.
+    /// mirror. Returns the workspaces seeded; when some fail, the others are seeded still and
+    /// the error names each failure (and those seeded).
     pub async fn seed_all_projects(&self) -> Result<Vec<String>, RuntimeError> {
         let Some(root) = self.settings.projects_seed.clone() else { return Ok(Vec::new()) };
         let listing = match fs::read_dir(&root) {
@@ -241,14 +242,22 @@ impl DockerRuntime {
             }
         }
         workspaces.sort();
-        let mut seeded = Vec::new();
+        // One broken mirror does not keep the others from their volumes.
+        let (mut seeded, mut failed) = (Vec::new(), Vec::new());
         for workspace in workspaces {
             let _seeding = self.seeding.lock().await;
-            if self.seed_new_volume(&workspace, &root).await? == Seeded::Seeded {
-                seeded.push(workspace);
+            match self.seed_new_volume(&workspace, &root).await {
+                Ok(Seeded::WithFiles) => seeded.push(workspace),
+                Ok(_) => {}
+                Err(e) => failed.push(e.to_string()),
             }
         }
-        Ok(seeded)
+        if failed.is_empty() {
+            Ok(seeded)
+        } else {
+            let done = if seeded.is_empty() { String::new() } else { format!(" (seeded: {})", seeded.join(", ")) };
+            Err(RuntimeError::Engine(format!("{}{done}", failed.join("; "))))
+        }
     }
 }
 
