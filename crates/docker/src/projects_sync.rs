@@ -212,13 +212,15 @@ impl DockerRuntime {
                 .boxed();
         let uploaded = helper.upload(body).await;
         helper.remove().await;
-        // The tar's own error says more than the engine's "unexpected EOF".
-        match writing.await {
-            Ok(Err(e)) => return Err(RuntimeError::Engine(e.to_string())),
-            Err(e) => return Err(RuntimeError::Engine(e.to_string())),
-            Ok(Ok(())) => {}
+        match (uploaded, writing.await) {
+            (Ok(()), Ok(Ok(()))) => Ok(()),
+            // The engine stopped reading: its reason, not the tar's "stopped reading".
+            (Err(e), Ok(Err(tar))) if tar.kind() == io::ErrorKind::BrokenPipe => Err(e),
+            // The tar's own error says more than the engine's "unexpected EOF".
+            (_, Ok(Err(tar))) => Err(RuntimeError::Engine(tar.to_string())),
+            (_, Err(panicked)) => Err(RuntimeError::Engine(panicked.to_string())),
+            (Err(e), Ok(Ok(()))) => Err(e),
         }
-        uploaded
     }
 
     /// Creates every workspace volume that has a mirror in

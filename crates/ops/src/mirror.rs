@@ -98,6 +98,11 @@ pub fn stage_delta(tar: impl Read, staging: &Path) -> Result<DeltaSummary> {
         if !unpacked {
             return Err(bad(&raw, "it would land outside the staging dir".to_string()));
         }
+        // tar makes a time of 0 into 1 (for tools that take 0 as unset); the index has 0.
+        let header = entry.header();
+        if header.mtime().ok() == Some(0) && !header.entry_type().is_symlink() && !header.entry_type().is_dir() {
+            set_mtime(&staging.join(&rel), 0)?;
+        }
     }
     let Some((_, data)) = pending else {
         return Err(OpsError::Step {
@@ -192,7 +197,11 @@ pub fn apply_staged(staging: &Path, summary: &DeltaSummary, mirror: &Path) -> Re
     deleted.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
     for rel in deleted {
         let rel = check_entry(rel).map_err(|why| OpsError::Refused(format!("the deleted path {rel}: {why}")))?;
-        remove_any(&mirror.join(rel))?;
+        // Under a dir that became a file or symlink, it went with the dir; and a symlink
+        // placed where the dir was must not be followed.
+        if check_no_symlink_above(mirror, &rel).is_ok() {
+            remove_any(&mirror.join(rel))?;
+        }
     }
 
     // Renames into and out of directories changed their times; the primary's win.
@@ -201,7 +210,7 @@ pub fn apply_staged(staging: &Path, summary: &DeltaSummary, mirror: &Path) -> Re
     for (rel, meta) in dirs.into_iter().rev() {
         let path = mirror.join(rel);
         let stat = match fs::symlink_metadata(&path) {
-            Ok(stat) if stat.is_dir() => stat,
+            Ok(stat) if stat.is_dir() && check_no_symlink_above(mirror, rel).is_ok() => stat,
             // Not the mirror's to make up: check_mirror reports it.
             _ => {
                 missing.insert(rel.clone());
@@ -480,6 +489,7 @@ mod tests {
         let sides = Sides::new();
         let p = &sides.primary;
         write(&p.join("a.txt"), "alpha", 1_600_000_000);
+        write(&p.join("epoch"), "a time of 0", 0);
         write(&p.join("big.bin"), &"x".repeat(100_000), 1_600_000_000);
         write(&p.join("d/e.txt"), "echo", 1_600_000_000);
         write(&p.join("gone/deep/x"), "x", 1_600_000_000);
@@ -490,7 +500,7 @@ mod tests {
         set_mtime(&p.join("d"), 1_500_000_000).unwrap();
 
         let first = sides.sync();
-        assert_eq!(first.files, 6);
+        assert_eq!(first.files, 7);
         assert_eq!(first.bytes, index_of(p).unwrap().values().map(|m| m.size).sum::<u64>());
         assert!(first.deleted.is_empty());
         sides.assert_same();
@@ -509,6 +519,11 @@ mod tests {
         write(&p.join("g"), "now a file", 1_600_000_000);
         fs::remove_file(p.join("link")).unwrap();
         symlink("new.txt", p.join("link")).unwrap();
+        // A dir that becomes a symlink to a dir outside: what the dir held must go, not what
+        // the symlink points at.
+        let outside = sides.root.parent().unwrap().join("outside");
+        write(&outside.join("deep/x"), "not the mirror's", 1_600_000_000);
+        symlink(&outside, p.join("gone")).unwrap();
 
         let second = sides.sync();
         assert_eq!(second.files, 4, "a.txt, new.txt, f/inside, g");
@@ -516,10 +531,59 @@ mod tests {
             second.bytes,
             ("alpha, changed".len() + "new".len() + "now a dir".len() + "now a file".len()) as u64
         );
-        assert_eq!(second.deleted, ["d/e.txt", "g/child", "gone"]);
+        assert_eq!(second.deleted, ["d/e.txt", "g/child", "gone/deep"]);
         sides.assert_same();
         assert_eq!(fs::read_link(sides.mirror().join("link")).unwrap(), Path::new("new.txt"));
+        assert_eq!(fs::read_link(sides.mirror().join("gone")).unwrap(), outside);
+        assert!(outside.join("deep/x").exists());
         assert_eq!(fs::symlink_metadata(sides.mirror().join("d")).unwrap().mode() & 0o7777, 0o750);
+    }
+
+    #[test]
+    fn hard_links_travel_with_their_file() {
+        let sides = Sides::new();
+        let engine_tar = |links: &[&str]| {
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1_600_000_000);
+            h.set_size(5);
+            builder.append_data(&mut h, "v/ws1/a", "hello".as_bytes()).unwrap();
+            for link in links {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_mode(0o644);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_mtime(1_600_000_000);
+                h.set_size(0);
+                builder.append_link(&mut h, format!("v/ws1/{link}"), "v/ws1/a").unwrap();
+            }
+            builder.into_inner().unwrap()
+        };
+        let sync = |tar: Vec<u8>| {
+            let known = index_of(&sides.mirror()).unwrap();
+            let mut delta = Vec::new();
+            drydock_docker::projects_sync::write_delta(tar.as_slice(), &mut delta, "ws1", &known).unwrap();
+            let summary = stage_delta(delta.as_slice(), &sides.staging()).unwrap();
+            apply_staged(&sides.staging(), &summary, &sides.mirror()).unwrap();
+            summary
+        };
+        let first = sync(engine_tar(&["b"]));
+        assert_eq!(first.files, 1);
+        assert_eq!(first.index["b"], first.index["a"]);
+        let (a, b) = (sides.mirror().join("a"), sides.mirror().join("b"));
+        assert_eq!(fs::metadata(&a).unwrap().ino(), fs::metadata(&b).unwrap().ino());
+        assert_eq!(index_of(&sides.mirror()).unwrap(), first.index);
+        // A new name for a file sent before cannot be carried (the tar is read once): it is
+        // left out of the index rather than claimed.
+        let second = sync(engine_tar(&["b", "c"]));
+        assert_eq!(second.files, 0);
+        assert!(!second.index.contains_key("c") && second.index.contains_key("b"));
+        assert_eq!(check_mirror(&sides.root, "ws1").unwrap(), Vec::<String>::new());
     }
 
     #[test]
