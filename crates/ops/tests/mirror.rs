@@ -188,6 +188,20 @@ async fn a_mirror_follows_a_volume_and_seeds_a_new_one() {
     let volume = snapshot(&primary).await;
     assert_eq!(volume.len(), second.index.len());
 
+    // A reader that stops midway: the helper container goes all the same.
+    let mut stream = primary.projects_delta(WS, &FileIndex::new()).await.unwrap();
+    assert!(!stream.next().await.unwrap().unwrap().is_empty());
+    drop(stream);
+    let mut left = usize::MAX;
+    for _ in 0..100 {
+        left = testing::instance_objects(primary.instance_id()).await.unwrap().containers.len();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 0, "the helper container of an abandoned delta is left");
+
     // Nothing changed since: an empty delta.
     let idle = sync(&primary, &root).await;
     assert_eq!((idle.files, idle.bytes, idle.deleted.len()), (0, 0, 0));
