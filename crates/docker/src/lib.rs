@@ -49,6 +49,7 @@
 mod error;
 mod events;
 pub mod names;
+pub mod projects_sync;
 mod runtime;
 pub mod testing;
 mod volumes;

@@ -1,6 +1,7 @@
 //! [`DockerRuntime`]: drydock's [`Runtime`] on one Docker Engine (the master's host).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -45,6 +46,10 @@ pub struct DockerSettings {
     /// a command ends 2–15 ms after its process started, before the engine's start call even
     /// returns; 20 ms after that return is a margin, not a guess.
     pub start_settle: Duration,
+    /// A standby's mirror of /projects: a workspace whose volume does not exist yet gets
+    /// these files when it is created. `<dir>/<ws>/` holds the files, `<dir>/<ws>.index.json`
+    /// their owners, modes and times as the primary had them; both go once the volume has them.
+    pub projects_seed: Option<PathBuf>,
 }
 
 impl Default for DockerSettings {
@@ -53,6 +58,7 @@ impl Default for DockerSettings {
             pull_timeout: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(3),
             start_settle: Duration::from_millis(20),
+            projects_seed: None,
         }
     }
 }
@@ -64,8 +70,10 @@ pub struct DockerRuntime {
     pub(crate) docker: Docker,
     pub(crate) instance: String,
     node: String,
-    settings: DockerSettings,
+    pub(crate) settings: DockerSettings,
     own_deaths: Arc<OwnDeaths>,
+    /// Held while a volume is created from a mirror, so that a start waits for the files.
+    pub(crate) seeding: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -102,7 +110,14 @@ impl DockerRuntime {
             .map_err(|e| unreachable(e.to_string()))?;
         let info = docker.info().await.map_err(|e| unreachable(e.to_string()))?;
         let node = info.name.filter(|n| !n.is_empty()).unwrap_or_else(|| "local".to_string());
-        Ok(DockerRuntime { docker, instance: instance_id.to_string(), node, settings, own_deaths: Arc::default() })
+        Ok(DockerRuntime {
+            docker,
+            instance: instance_id.to_string(),
+            node,
+            settings,
+            own_deaths: Arc::default(),
+            seeding: Arc::default(),
+        })
     }
 
     pub fn instance_id(&self) -> &str {
@@ -260,8 +275,24 @@ impl DockerRuntime {
         }
     }
 
-    /// Creates the workspace's `/projects` volume when missing; says whether it did.
+    /// Creates the workspace's `/projects` volume when missing, from its mirror when
+    /// `projects_seed` has one; says whether it made an empty one. A volume made from a
+    /// mirror holds the user's files (the mirror is gone): it counts as one that existed, so
+    /// a failed start keeps it.
     pub(crate) async fn ensure_volume(&self, workspace: &str) -> Result<bool, RuntimeError> {
+        let seed_root = self.settings.projects_seed.as_deref().filter(|root| {
+            // The seeding's own helper mounts the volume it just created: no waiting on itself.
+            root.join(workspace).is_dir() && !crate::projects_sync::seeding(workspace)
+        });
+        let Some(seed_root) = seed_root else { return self.create_volume(workspace).await };
+        let _seeding = self.seeding.lock().await;
+        // Boxed: seeding mounts the volume through a helper, which comes back here.
+        let seeded = Box::pin(self.seed_new_volume(workspace, seed_root)).await?;
+        Ok(seeded == crate::projects_sync::Seeded::Empty)
+    }
+
+    /// Creates the workspace's `/projects` volume when missing; says whether it did.
+    pub(crate) async fn create_volume(&self, workspace: &str) -> Result<bool, RuntimeError> {
         let name = volume_name(&self.instance, workspace);
         match self.docker.inspect_volume(&name).await {
             Ok(_) => Ok(false),

@@ -13,6 +13,7 @@ pub mod database;
 pub mod error;
 pub mod instance;
 pub mod manifest;
+pub mod mirror;
 pub mod progress;
 pub mod restore;
 pub mod retention;
