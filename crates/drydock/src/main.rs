@@ -6,6 +6,7 @@ mod client;
 mod cmd;
 mod config;
 mod instance;
+mod serving;
 mod wiring;
 
 use std::path::PathBuf;
@@ -67,6 +68,11 @@ enum Command {
     /// Download the audit report (license history, who owns and may use which workspace)
     /// from the running server into a file: `drydock audit [--out FILE]`.
     Audit(cmd::audit::AuditArgs),
+    /// Disaster recovery: follow a primary as a standby (`--primary URL --token-file FILE`),
+    /// `token` (on the primary), `check` (the standby's copy).
+    Standby(cmd::standby::StandbyArgs),
+    /// Promote the standby in this data dir: it serves as the primary at once.
+    Promote(cmd::standby::PromoteArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +103,8 @@ fn main() -> ExitCode {
             Command::License(c) => cmd::license::run(&dir, c).await,
             Command::Upgrade(args) => cmd::upgrade::run(&dir, &args).await,
             Command::Audit(args) => cmd::audit::run(&dir, args).await,
+            Command::Standby(args) => cmd::standby::run(&dir, args).await,
+            Command::Promote(args) => cmd::standby::promote(&dir, &args).await,
         }
     });
     match result {

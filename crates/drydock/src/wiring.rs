@@ -136,8 +136,7 @@ pub async fn open_runtime(
     config: &Config,
     projects_seed: Option<std::path::PathBuf>,
 ) -> (Arc<dyn Runtime>, Option<DockerRuntime>) {
-    let settings =
-        DockerSettings { pull_timeout: config.runtime.pull_timeout.0, projects_seed, ..Default::default() };
+    let settings = DockerSettings { pull_timeout: config.runtime.pull_timeout.0, projects_seed, ..Default::default() };
     match DockerRuntime::connect(instance_id, settings).await {
         Ok(runtime) => {
             tracing::info!(node = runtime.node(), "workspaces run on the Docker engine");

@@ -134,18 +134,19 @@ impl Instance {
     /// Like [`Instance::start`], with the server's stderr where the test wants it (piped, to
     /// wait for a line such as `paused at …`).
     pub async fn start_with_stderr(&mut self, stderr: Stdio) {
-        let child = self
-            .command(&["start", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("drydock start runs");
+        self.serve(&["start", "--listen", "127.0.0.1:0"], stderr).await;
+    }
+
+    /// Runs a serving verb (`start`, `standby …`) in the foreground as a child process and
+    /// waits until it answers its health check.
+    pub async fn serve(&mut self, args: &[&str], stderr: Stdio) {
+        let child = self.command(args).stdout(Stdio::null()).stderr(stderr).spawn().expect("drydock runs");
         let pid = child.id();
         self.server = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.server.as_mut().unwrap().try_wait().unwrap() {
-                panic!("drydock start exited: {status}");
+                panic!("drydock {} exited: {status}", args[0]);
             }
             let pid_ok =
                 std::fs::read_to_string(self.data_dir().join("drydock.pid")).is_ok_and(|p| p.trim() == pid.to_string());

@@ -11,8 +11,8 @@ use drydock_core::audit_log::AuditLog;
 use drydock_core::config::AuditConfig;
 use drydock_core::standby::CheckReport;
 use drydock_core::{Page, Store, SystemClock};
-use drydock_store::{SqlStore, StoreOptions, connect_sql};
 use drydock_store::replication::DatabaseCopy;
+use drydock_store::{SqlStore, StoreOptions, connect_sql};
 use sha2::{Digest, Sha256};
 
 use super::{StandbyDir, read_json, write_json};

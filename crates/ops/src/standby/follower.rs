@@ -17,13 +17,17 @@ use tokio::sync::watch;
 use super::snapshot::{InstanceCopy, apply_files};
 use super::{FollowSettings, StandbyDir, SyncRecord, read_json, write_json};
 use crate::database::Database;
-use crate::error::{OpsError, Result, fail_point, pause_point};
+use crate::error::{OpsError, Result, fail_point};
 use crate::instance::{DataDir, read_trimmed, write_atomic};
 use crate::mirror;
 
 const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Files modified this close (in seconds) before the primary last read them may have
+/// changed again unseen (the engine's times are whole seconds; clocks may differ slightly).
+const RACY_SECONDS: i64 = 2;
 
 /// Statuses in which a workspace's files may change: its copy is refreshed at every sync.
 const ACTIVE: &[&str] = &["RUNNING", "STARTING", "STOPPING"];
@@ -160,9 +164,9 @@ impl Follower {
             write_atomic(&incoming.join("snapshot.zst"), bytes, 0o600)?;
         }
         for ws in &fetch {
-            self.stage_projects(&token, ws, &incoming).await?;
+            self.stage_projects(&token, ws, record.projects_read.get(ws).copied(), &incoming).await?;
         }
-        pause_point("standby-staged");
+        drydock_core::testing_hooks::pause_point_async("standby-staged").await;
         let plan = Plan {
             digest: snapshot.map(|(_, digest)| digest),
             data_time: status.time,
@@ -175,12 +179,22 @@ impl Follower {
         self.apply_incoming().await
     }
 
+    /// Before a promotion: applies a sync that was staged whole, or throws away one that was
+    /// not, so the copy is the last completed sync.
+    pub async fn settle(&self) -> Result<()> {
+        let incoming = self.files.incoming();
+        if plan_file(&incoming).exists() {
+            self.apply_incoming().await?;
+        }
+        remove_dir(&incoming)
+    }
+
     /// Applies the staged sync: database (one transaction), files, then each workspace's
     /// files; every step can run again after a crash.
     async fn apply_incoming(&self) -> Result<SyncOutcome> {
         let incoming = self.files.incoming();
-        let plan: Plan = read_json(&plan_file(&incoming))?
-            .ok_or_else(|| OpsError::Refused("the staged sync has no plan".into()))?;
+        let plan: Plan =
+            read_json(&plan_file(&incoming))?.ok_or_else(|| OpsError::Refused("the staged sync has no plan".into()))?;
         let snapshot = incoming.join("snapshot.zst");
         let database = snapshot.exists();
         let mut database_digest = None;
@@ -221,6 +235,10 @@ impl Follower {
             record.database_digest = database_digest;
         }
         record.projects = plan.workspaces.clone();
+        record.projects_read.retain(|ws, _| plan.workspaces.contains_key(ws));
+        for ws in &plan.fetched {
+            record.projects_read.insert(ws.clone(), plan.data_time);
+        }
         record.follow = self.state.update(|s| {
             s.last_sync = Some(Utc::now());
             s.data_time = Some(plan.data_time);
@@ -304,11 +322,22 @@ impl Follower {
 
     /// Fetches what changed in a workspace's files against this standby's copy, and unpacks
     /// it under `incoming/projects/<ws>/`.
-    async fn stage_projects(&self, token: &str, ws: &str, incoming: &Path) -> Result<()> {
-        let mirror = self.files.mirror().join(ws);
-        let index = tokio::task::spawn_blocking(move || mirror::index_of(&mirror))
-            .await
-            .map_err(OpsError::step("indexing the copy"))??;
+    async fn stage_projects(&self, token: &str, ws: &str, read: Option<DateTime<Utc>>, incoming: &Path) -> Result<()> {
+        // The index saved with the copy (it keeps the primary's owners, which a standby not
+        // running as root cannot set on its files); the copy itself when there is none.
+        let (root, id) = (self.files.mirror(), ws.to_string());
+        let mut index = tokio::task::spawn_blocking(move || match mirror::read_index(&root, &id)? {
+            Some(index) => Ok(index),
+            None => mirror::index_of(&root.join(&id)),
+        })
+        .await
+        .map_err(OpsError::step("indexing the copy"))??;
+        // The engine's archives carry whole seconds: a file written again in the second the
+        // primary last read it looks unchanged. Such files are asked for again.
+        if let Some(read) = read {
+            let racy = read.timestamp() - RACY_SECONDS;
+            index.retain(|_, meta| meta.mtime < racy);
+        }
         let json = serde_json::to_vec(&index).map_err(OpsError::step("encoding the index"))?;
         let body = zstd::encode_all(json.as_slice(), 3).map_err(OpsError::step("compressing the index"))?;
         let mut response = self

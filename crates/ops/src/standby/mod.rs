@@ -64,6 +64,9 @@ pub struct SyncRecord {
     pub projects: std::collections::BTreeMap<String, String>,
     /// The digest of the database rows last applied (what `standby check` compares).
     pub database_digest: Option<String>,
+    /// Per workspace, the primary's time just before its files were last read.
+    #[serde(default)]
+    pub projects_read: std::collections::BTreeMap<String, DateTime<Utc>>,
 }
 
 /// The last promotion of this instance.
@@ -76,6 +79,9 @@ pub struct Promotion {
     pub primary: String,
     /// The newest data of the copy it serves.
     pub data_time: Option<DateTime<Utc>>,
+    /// Whether the first start as primary has stopped the lost primary's workspaces.
+    #[serde(default)]
+    pub settled: bool,
 }
 
 /// The standby's files in a data dir.
@@ -162,12 +168,52 @@ impl StandbyDir {
         };
         let record = self.record()?;
         let epoch = self.epoch()?.max(record.follow.epoch) + 1;
-        let promotion = Promotion { time: Utc::now(), epoch, primary: follow.primary, data_time: record.follow.data_time };
+        let promotion = Promotion {
+            time: Utc::now(),
+            epoch,
+            primary: follow.primary,
+            data_time: record.follow.data_time,
+            settled: false,
+        };
         self.set_epoch(epoch)?;
         write_json(&self.promoted_file(), &promotion)?;
         std::fs::remove_file(self.follow_file()).map_err(OpsError::io("remove", &self.follow_file()))?;
         Ok(promotion)
     }
+}
+
+impl StandbyDir {
+    /// A promotion whose first start as primary has not yet stopped the lost primary's
+    /// workspaces.
+    pub fn unsettled_promotion(&self) -> Result<Option<Promotion>> {
+        Ok(self.last_promotion()?.filter(|p| !p.settled))
+    }
+
+    pub fn mark_settled(&self, promotion: &Promotion) -> Result<()> {
+        write_json(&self.promoted_file(), &Promotion { settled: true, ..promotion.clone() })
+    }
+}
+
+/// Promotes a standby: a sync cut off midway is settled (applied when it was staged whole),
+/// the epoch is raised, `follow.json` goes, and the promotion is an audit event.
+pub async fn promote(
+    dir: &DataDir,
+    database: &crate::database::Database,
+    follower: &follower::Follower,
+) -> Result<Promotion> {
+    follower.settle().await?;
+    let promotion = StandbyDir::of(dir).promote()?;
+    let event = drydock_core::audit_log::NewEvent::new(
+        Utc::now(),
+        drydock_core::audit_log::Actor::host_cli(),
+        "system.promote",
+        drydock_core::audit_log::Target::system(),
+    )
+    .with("formerPrimary", &promotion.primary)
+    .with("epoch", promotion.epoch)
+    .with("dataTime", promotion.data_time.map(|t| t.to_rfc3339()));
+    database.record_event(&event).await?;
+    Ok(promotion)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<Option<T>> {

@@ -32,7 +32,8 @@ pub struct InstanceCopy {
 
 impl InstanceCopy {
     pub fn digest(&self) -> Result<String> {
-        let content = serde_json::to_vec(&(&self.database, &self.files)).map_err(OpsError::step("encoding the copy"))?;
+        let content =
+            serde_json::to_vec(&(&self.database, &self.files)).map_err(OpsError::step("encoding the copy"))?;
         Ok(hex::encode(Sha256::digest(&content)))
     }
 
@@ -61,7 +62,11 @@ impl InstanceCopy {
             Some(Cell::Int(i)) => i.to_string(),
             None => String::new(),
         };
-        table.rows.iter().map(|row| (text(&row[id]), format!("{}|{}", text(&row[status]), text(&row[updated])))).collect()
+        table
+            .rows
+            .iter()
+            .map(|row| (text(&row[id]), format!("{}|{}", text(&row[status]), text(&row[updated]))))
+            .collect()
     }
 }
 
@@ -134,7 +139,8 @@ mod tests {
 
     #[test]
     fn config_keeps_the_standbys_host_sections() {
-        let primary = "[server]\nlisten = \"0.0.0.0:80\"\n[database]\nurl = \"postgres://p/db\"\n[limits.user]\nworkspaces = 3\n";
+        let primary =
+            "[server]\nlisten = \"0.0.0.0:80\"\n[database]\nurl = \"postgres://p/db\"\n[limits.user]\nworkspaces = 3\n";
         let own = "[server]\nlisten = \"127.0.0.1:9000\"\n[database]\nurl = \"sqlite://drydock.db\"\n[limits.user]\nworkspaces = 9\n";
         let merged: toml::Table = toml::from_str(&merge_config(primary, own).unwrap()).unwrap();
         assert_eq!(merged["server"]["listen"].as_str(), Some("127.0.0.1:9000"));

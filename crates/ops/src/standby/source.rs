@@ -79,7 +79,9 @@ impl ReplicationSource for PrimarySource {
 
     async fn projects_delta(&self, workspace: &str, known_index: &[u8]) -> Result<Chunks> {
         let runtime = self.runtime.as_ref().ok_or_else(|| {
-            Error::Unavailable("the primary's Docker engine is not reachable: its workspaces' files cannot be read".into())
+            Error::Unavailable(
+                "the primary's Docker engine is not reachable: its workspaces' files cannot be read".into(),
+            )
         })?;
         let json = zstd::decode_all(known_index)
             .map_err(|e| Error::invalid("index", format!("the index is not zstd-compressed: {e}")))?;

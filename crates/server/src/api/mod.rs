@@ -118,11 +118,7 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(replication::projects))
         .layer(axum::extract::DefaultBodyLimit::max(replication::INDEX_BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(state.clone(), replication::require_token));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(public)
-        .merge(signed_in)
-        .merge(replication)
-        .split_for_parts()
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).merge(replication).split_for_parts()
 }
 
 /// `maxItems` and `skipCount` of a list request.

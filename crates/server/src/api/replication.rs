@@ -64,7 +64,10 @@ pub async fn snapshot(State(state): State<AppState>, headers: HeaderMap) -> ApiR
     match source(&state)?.snapshot(known).await? {
         None => Ok(StatusCode::NOT_MODIFIED.into_response()),
         Some(snapshot) => Ok((
-            [(header::CONTENT_TYPE, "application/zstd".to_string()), (header::ETAG, format!("\"{}\"", snapshot.digest))],
+            [
+                (header::CONTENT_TYPE, "application/zstd".to_string()),
+                (header::ETAG, format!("\"{}\"", snapshot.digest)),
+            ],
             snapshot.bytes,
         )
             .into_response()),
