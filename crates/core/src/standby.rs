@@ -106,6 +106,14 @@ pub struct Snapshot {
     pub digest: String,
 }
 
+/// An image the primary's workspaces use (their images and snapshots).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImageRef {
+    pub name: String,
+    /// The engine's content id (`sha256:…`): the same image has the same id on every engine.
+    pub id: String,
+}
+
 /// Bytes as they are read; an error ends the stream.
 pub type Chunks = BoxStream<'static, std::io::Result<Vec<u8>>>;
 
@@ -121,4 +129,8 @@ pub trait ReplicationSource: Send + Sync {
     /// A tar of what changed in a workspace's `/projects` against the standby's index
     /// (zstd-compressed JSON), ending with the summary entry.
     async fn projects_delta(&self, workspace: &str, known_index: &[u8]) -> Result<Chunks>;
+    /// The images the workspaces use, for a standby run with `--images`.
+    async fn images(&self) -> Result<Vec<ImageRef>>;
+    /// Some of those images as one `docker save` tar.
+    async fn export_images(&self, names: &[String]) -> Result<Chunks>;
 }

@@ -205,6 +205,15 @@ impl DockerRuntime {
         }
     }
 
+    /// The image's id (`sha256:…`), when the engine has it.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>, RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(info) => Ok(info.id),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
     /// Images as one `docker save` tar (with their tags).
     pub fn save_images(&self, images: &[String]) -> ByteStream {
         let names: Vec<&str> = images.iter().map(String::as_str).collect();

@@ -171,7 +171,7 @@ impl Serving {
         let (runtime, engine) = wiring::open_runtime(&self.instance_id, config, seed.clone()).await;
         let drydock = Arc::new(Drydock::new(store.clone(), config, Arc::new(SystemClock), runtime));
         let instance = wiring::ops_instance(dir, config)?;
-        let source = PrimarySource::open(dir.clone(), &instance.database, engine.clone())
+        let source = PrimarySource::open(instance.clone(), engine.clone())
             .await
             .context("cannot open the database for replication")?;
         drydock.backups.set_runner(Arc::new(drydock_ops::backup::MasterBackups { instance, runtime: engine.clone() }));
@@ -291,15 +291,22 @@ impl Serving {
             }
         };
         let (applied_tx, mut applied) = watch::channel(0u64);
-        let follower =
-            match Follower::new(self.dir.clone(), follow.clone(), database.clone(), state.clone(), applied_tx) {
-                Ok(f) => Arc::new(f),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot follow the primary");
-                    signals.next(false).await;
-                    return None;
-                }
-            };
+        let engine = if follow.images { wiring::open_runtime(&self.instance_id, config, None).await.1 } else { None };
+        let follower = match Follower::new(
+            self.dir.clone(),
+            follow.clone(),
+            database.clone(),
+            state.clone(),
+            applied_tx,
+            engine,
+        ) {
+            Ok(f) => Arc::new(f),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot follow the primary");
+                signals.next(false).await;
+                return None;
+            }
+        };
         let (stop_following, following_stopped) = watch::channel(false);
         let task = tokio::spawn({
             let follower = follower.clone();

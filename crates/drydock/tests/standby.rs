@@ -140,7 +140,7 @@ async fn failover_story(backend: Backend) {
     let tokens = tempfile::tempdir().unwrap();
     let token = token_file(&primary, tokens.path(), false);
     let Some(mut standby) = Instance::new(backend, &[]) else { return };
-    follow(&mut standby, &primary.url, &token, &[]).await;
+    follow(&mut standby, &primary.url, &token, &["--images"]).await;
     let standby_id = std::fs::read_to_string(standby.data_dir().join("instance.id")).unwrap();
     let _standby_objects = InstanceGuard::new(standby_id.trim());
     assert_ne!(standby_id, std::fs::read_to_string(primary.data_dir().join("instance.id")).unwrap());
@@ -151,6 +151,33 @@ async fn failover_story(backend: Backend) {
     let state = system_state(&standby).await;
     assert_eq!((state["status"].as_str(), state["primary"].as_str()), (Some("STANDBY"), Some(primary.url.as_str())));
     assert!(state["lastError"].is_null() && state["lagSeconds"].as_i64().is_some_and(|l| l < 30), "{state}");
+
+    // The images the workspaces use travel as `docker save` tars (here the standby's engine
+    // is the primary's, so it already has them and none is sent).
+    let secret = std::fs::read_to_string(&token).unwrap().trim().to_string();
+    let images: Value = primary
+        .req(Method::GET, "/api/replication/images")
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let image_ref =
+        images.as_array().unwrap().iter().find(|i| i["name"] == image.as_str()).expect("the image is listed");
+    assert!(image_ref["id"].as_str().unwrap().starts_with("sha256:"), "{images}");
+    let export = primary.req(Method::POST, "/api/replication/images/export").bearer_auth(&secret);
+    let saved = export.json(&json!([image])).send().await.unwrap();
+    assert_eq!(saved.status(), StatusCode::OK);
+    let saved = saved.bytes().await.unwrap();
+    let mut archive = tar::Archive::new(saved.as_ref());
+    let names: Vec<String> =
+        archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+    assert!(names.iter().any(|n| n == "manifest.json"), "a docker save tar: {names:?}");
+    let export = primary.req(Method::POST, "/api/replication/images/export").bearer_auth(&secret);
+    let unknown = export.json(&json!(["drydock-no-such-image:1"])).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 
     // Reads and sign-ins on the standby; its sessions are its own.
     let ana_on_standby = standby.token_for("ana", "ana-password-1").await;

@@ -303,7 +303,7 @@ fn append_images(
 }
 
 /// Images the workspaces are made from that the engine has, and the instance's snapshots.
-async fn images_in_use(instance: &Instance, runtime: &DockerRuntime) -> Result<Vec<String>> {
+pub(crate) async fn images_in_use(instance: &Instance, runtime: &DockerRuntime) -> Result<Vec<String>> {
     let store = connect(&database_url(&instance.database), &StoreOptions::default())
         .await
         .map_err(OpsError::step("opening the database"))?;

@@ -336,7 +336,7 @@ pub async fn promote(dir: &DataDir, args: &PromoteArgs) -> Result<ExitCode> {
     let instance = wiring::ops_instance(dir, &loaded.config)?;
     let (applied, _) = tokio::sync::watch::channel(0);
     let state = std::sync::Arc::new(StandbyState::default());
-    let follower = Follower::new(dir.clone(), follow.clone(), instance.database.clone(), state, applied)?;
+    let follower = Follower::new(dir.clone(), follow.clone(), instance.database.clone(), state, applied, None)?;
     let promotion = drydock_ops::standby::promote(dir, &instance.database, &follower).await?;
     println!(
         "Marked {} promoted (epoch {}): `drydock start` serves it as the primary, with the data of the last sync.",

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use drydock_core::VERSION;
-use drydock_core::standby::{PrimaryStatus, StandbyState};
+use drydock_core::standby::{ImageRef, PrimaryStatus, StandbyState};
+use drydock_docker::DockerRuntime;
 use drydock_docker::projects_sync::DeltaSummary;
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -66,6 +68,8 @@ pub struct Follower {
     client: reqwest::Client,
     /// Bumped after each sync that changed the copy, so the server reloads what it holds.
     applied: watch::Sender<u64>,
+    /// The standby's engine, for `--images`.
+    engine: Option<DockerRuntime>,
 }
 
 impl Follower {
@@ -75,12 +79,13 @@ impl Follower {
         database: Database,
         state: Arc<StandbyState>,
         applied: watch::Sender<u64>,
+        engine: Option<DockerRuntime>,
     ) -> Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(OpsError::step("making the HTTP client"))?;
-        Ok(Follower { files: StandbyDir::of(&dir), dir, settings, database, state, client, applied })
+        Ok(Follower { files: StandbyDir::of(&dir), dir, settings, database, state, client, applied, engine })
     }
 
     /// Syncs every interval until `stop` turns true. Failures are recorded (log and
@@ -119,8 +124,21 @@ impl Follower {
         }
     }
 
-    /// One sync: stage everything, mark it ready, apply it.
+    /// One sync, then (with `--images`) the images a new database copy names.
     pub async fn sync_once(&self) -> Result<SyncOutcome> {
+        let outcome = self.sync_copy().await?;
+        if self.settings.images && self.files.record()?.images_pending {
+            let token = self.token()?;
+            self.sync_images(&token).await?;
+            let mut record = self.files.record()?;
+            record.images_pending = false;
+            self.files.set_record(&record)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Stage everything, mark it ready, apply it.
+    async fn sync_copy(&self) -> Result<SyncOutcome> {
         let incoming = self.files.incoming();
         if plan_file(&incoming).exists() {
             // A sync staged whole but cut off while applying: finish it first.
@@ -233,6 +251,7 @@ impl Follower {
         if plan.digest.is_some() {
             record.digest = plan.digest.clone();
             record.database_digest = database_digest;
+            record.images_pending = true;
         }
         record.projects = plan.workspaces.clone();
         record.projects_read.retain(|ws, _| plan.workspaces.contains_key(ws));
@@ -369,6 +388,65 @@ impl Follower {
         .map_err(|e| OpsError::Step { step: format!("the files of workspace {ws}"), reason: e.to_string() })?;
         write_json(&summary_path, &summary)?;
         std::fs::remove_file(&tar).map_err(OpsError::io("remove", &tar))?;
+        Ok(())
+    }
+}
+
+impl Follower {
+    /// Loads the primary's workspace images this standby's engine lacks (compared by id:
+    /// an image present under another name is not sent again).
+    async fn sync_images(&self, token: &str) -> Result<()> {
+        let Some(engine) = &self.engine else {
+            return Err(OpsError::Refused(
+                "--images needs this standby's Docker engine, which is not reachable".into(),
+            ));
+        };
+        let response = self
+            .client
+            .get(self.url("/api/replication/images"))
+            .bearer_auth(token)
+            .timeout(STATUS_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.settings.primary, e))?;
+        let images: Vec<ImageRef> =
+            refused(response).await?.json().await.map_err(OpsError::step("reading the image list"))?;
+        let mut missing = Vec::new();
+        for image in images {
+            if !engine.has_image(&image.id).await.map_err(OpsError::step("inspecting images"))? {
+                missing.push(image.name);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut response = self
+            .client
+            .post(self.url("/api/replication/images/export"))
+            .bearer_auth(token)
+            .json(&missing)
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.settings.primary, e))?;
+        response = refused(response).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+        let reader = tokio::spawn(async move {
+            loop {
+                let next = match response.chunk().await {
+                    Ok(Some(chunk)) => Ok(chunk),
+                    Ok(None) => break,
+                    Err(e) => Err(std::io::Error::other(e)),
+                };
+                let failed = next.is_err();
+                if tx.send(next).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let loaded = engine.load_images(tokio_stream::wrappers::ReceiverStream::new(rx).boxed()).await;
+        reader.abort();
+        loaded.map_err(OpsError::step("loading the primary's images"))?;
+        tracing::info!(images = missing.len(), "standby: images copied from the primary");
         Ok(())
     }
 }

@@ -67,6 +67,9 @@ pub struct SyncRecord {
     /// Per workspace, the primary's time just before its files were last read.
     #[serde(default)]
     pub projects_read: std::collections::BTreeMap<String, DateTime<Utc>>,
+    /// A database copy landed whose images (with `--images`) are not all here yet.
+    #[serde(default)]
+    pub images_pending: bool,
 }
 
 /// The last promotion of this instance.

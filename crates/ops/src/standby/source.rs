@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use drydock_core::Store;
 use drydock_core::error::{Error, Result};
-use drydock_core::standby::{Chunks, PrimaryStatus, REPLICATION_TOKEN_SECRET, ReplicationSource, Snapshot};
+use drydock_core::standby::{Chunks, ImageRef, PrimaryStatus, REPLICATION_TOKEN_SECRET, ReplicationSource, Snapshot};
 use drydock_docker::DockerRuntime;
 use drydock_docker::projects_sync::{DELTA_ENTRY, DeltaSummary, FileIndex};
 use drydock_store::{SqlStore, StoreOptions, connect_sql};
@@ -13,13 +13,14 @@ use sha2::{Digest, Sha256};
 
 use super::StandbyDir;
 use super::snapshot::{InstanceCopy, instance_files};
-use crate::database::Database;
+use crate::backup::{Instance, images_in_use};
 use crate::instance::DataDir;
 
 /// Connections the replication endpoints may hold (they read one snapshot at a time).
 const CONNECTIONS: u32 = 2;
 
 pub struct PrimarySource {
+    instance: Instance,
     dir: DataDir,
     store: SqlStore,
     runtime: Option<DockerRuntime>,
@@ -28,12 +29,20 @@ pub struct PrimarySource {
 }
 
 impl PrimarySource {
-    pub async fn open(dir: DataDir, database: &Database, runtime: Option<DockerRuntime>) -> crate::Result<Self> {
+    pub async fn open(instance: Instance, runtime: Option<DockerRuntime>) -> crate::Result<Self> {
         let options = StoreOptions { max_connections: CONNECTIONS, ..Default::default() };
-        let store = connect_sql(&database.url(), &options)
+        let store = connect_sql(&instance.database.url(), &options)
             .await
             .map_err(crate::OpsError::step("opening the database for replication"))?;
-        Ok(PrimarySource { dir, store, runtime, reading: tokio::sync::Mutex::new(()) })
+        Ok(PrimarySource { dir: instance.dir.clone(), instance, store, runtime, reading: tokio::sync::Mutex::new(()) })
+    }
+
+    fn engine(&self) -> Result<&DockerRuntime> {
+        self.runtime.as_ref().ok_or_else(|| {
+            Error::Unavailable(
+                "the primary's Docker engine is not reachable: its workspaces' files and images cannot be read".into(),
+            )
+        })
     }
 
     async fn copy(&self) -> Result<InstanceCopy> {
@@ -95,6 +104,34 @@ impl ReplicationSource for PrimarySource {
         }
         let stream = runtime.projects_delta(workspace, &known).await.map_err(engine)?;
         Ok(stream.map_ok(|bytes| bytes.to_vec()).map_err(std::io::Error::other).boxed())
+    }
+
+    async fn images(&self) -> Result<Vec<ImageRef>> {
+        self.image_refs().await
+    }
+
+    async fn export_images(&self, names: &[String]) -> Result<Chunks> {
+        // Only images the workspaces use leave the primary this way.
+        let in_use = self.image_refs().await?;
+        if let Some(name) = names.iter().find(|n| !in_use.iter().any(|i| &i.name == *n)) {
+            return Err(Error::NotFound(format!("image {name} is not one the workspaces use")));
+        }
+        let stream = self.engine()?.save_images(names);
+        Ok(stream.map_ok(|bytes| bytes.to_vec()).map_err(std::io::Error::other).boxed())
+    }
+}
+
+impl PrimarySource {
+    async fn image_refs(&self) -> Result<Vec<ImageRef>> {
+        let engine = self.engine()?;
+        let names = images_in_use(&self.instance, engine).await.map_err(internal)?;
+        let mut refs = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(id) = engine.image_id(&name).await.map_err(|e| Error::Unavailable(e.to_string()))? {
+                refs.push(ImageRef { name, id });
+            }
+        }
+        Ok(refs)
     }
 }
 

@@ -116,6 +116,8 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(replication::status))
         .routes(routes!(replication::snapshot))
         .routes(routes!(replication::projects))
+        .routes(routes!(replication::images))
+        .routes(routes!(replication::export_images))
         .layer(axum::extract::DefaultBodyLimit::max(replication::INDEX_BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(state.clone(), replication::require_token));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(signed_in).merge(replication).split_for_parts()

@@ -11,12 +11,12 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use drydock_core::standby::{PrimaryStatus, ReplicationSource};
+use drydock_core::standby::{ImageRef, PrimaryStatus, ReplicationSource};
 
 use crate::AppState;
 use crate::auth::presented_secret;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{body_bytes, client_address};
+use crate::extract::{ApiJson, body_bytes, client_address};
 
 /// A workspace's index may list many files: it gets more room than other bodies.
 pub const INDEX_BODY_LIMIT: usize = 256 << 20;
@@ -87,5 +87,21 @@ pub async fn projects(
 ) -> ApiResult<Response> {
     let body = body_bytes(request, &state).await?;
     let chunks = source(&state)?.projects_delta(&workspace, &body).await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-tar")], Body::from_stream(chunks)).into_response())
+}
+
+/// The images the primary's workspaces use (for a standby run with `--images`).
+#[utoipa::path(get, path = "/api/replication/images", tag = "replication", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ImageRef>), (status = 401, body = ErrorBody)))]
+pub async fn images(State(state): State<AppState>) -> ApiResult<Json<Vec<ImageRef>>> {
+    Ok(Json(source(&state)?.images().await?))
+}
+
+/// Some of those images as one `docker save` tar; the body names them.
+#[utoipa::path(post, path = "/api/replication/images/export", tag = "replication", security(("bearer" = [])),
+    request_body = Vec<String>,
+    responses((status = 200, content_type = "application/x-tar"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn export_images(State(state): State<AppState>, ApiJson(names): ApiJson<Vec<String>>) -> ApiResult<Response> {
+    let chunks = source(&state)?.export_images(&names).await?;
     Ok(([(header::CONTENT_TYPE, "application/x-tar")], Body::from_stream(chunks)).into_response())
 }
