@@ -256,6 +256,7 @@ impl Auth {
             (found, _) => {
                 self.record_failure(&key);
                 let reason = if found.is_some() { "wrong password" } else { "no such user" };
+                tracing::info!(client, reason, "a sign-in failed");
                 self.store.append_event(&failure(reason)).await?;
                 return Err(Error::Unauthorized(BAD_LOGIN.into()));
             }
@@ -277,6 +278,7 @@ impl Auth {
         let actor = Actor { id: user.id.clone(), name: user.name.clone(), client: client.to_string() };
         let event = NewEvent::new(now, actor, "auth.signin", Target::user(&user)).with("session", &credential.id);
         self.store.insert_credential(&credential, &event).await?;
+        tracing::info!(user = %user.name, client, "signed in");
         Ok(NewSession { csrf_token: secret::csrf_token(&secret), secret, user, expires })
     }
 

@@ -146,3 +146,20 @@ async fn postgres_copy_for_a_standby() {
     every_table_is_accounted_for(&primary).await;
     copy_lands_whole_and_keeps_local_sessions(primary, standby).await;
 }
+
+/// The copy is backend-neutral: a SQLite primary's copy lands in a PostgreSQL standby.
+#[tokio::test]
+async fn a_sqlite_copy_lands_in_postgres() {
+    let (primary, _a) = sqlite_store().await;
+    let Some((standby, _b)) = postgres_store("repl_cross").await else { return };
+    for name in ["ada", "bob"] {
+        add_user(&primary, name).await;
+    }
+    primary
+        .insert_credential(&credential("bob", CredentialKind::Token, "tok-bob"), &event("token.create", "bob"))
+        .await
+        .unwrap();
+    let copy = primary.copy_for_standby().await.unwrap();
+    standby.apply_from_primary(&copy).await.unwrap();
+    assert_eq!(standby.copy_for_standby().await.unwrap(), copy);
+}
