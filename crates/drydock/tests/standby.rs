@@ -321,6 +321,24 @@ async fn standby_mismatch_interruption_and_fencing() {
     primary.create_user(&admin, "kept", "kept-password-1").await;
     until("the first copy", async || user_exists(&standby, &admin, "kept").await.then_some(())).await;
 
+    // The dashboard on the standby: sign in, the Standby page, a form refused with 503.
+    let browser = browser_like();
+    let signed_in = sign_in(&standby, &browser, "kept", "kept-password-1").await;
+    assert!(signed_in.status().is_redirection(), "signing in works on a standby: {}", signed_in.status());
+    let page = browser.get(format!("{}/standby", standby.url)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"standby-primary\"") && page.contains(&primary.url), "{page}");
+    assert!(page.contains("id=\"standby-banner\""), "every page has the banner");
+    let account = browser.get(format!("{}/account", standby.url)).send().await.unwrap().text().await.unwrap();
+    let csrf = field_value(&account, "csrf").expect("the account page has forms");
+    let refused = browser
+        .post(format!("{}/account/tokens", standby.url))
+        .form(&[("name", "laptop"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.text().await.unwrap().contains("standby"));
+
     // A primary at another version: nothing is applied, and the standby says why.
     let version_file = primary.data_dir().join("drydock.ver");
     let version = std::fs::read_to_string(&version_file).unwrap();
