@@ -135,16 +135,22 @@ pub async fn serve(dir: &DataDir, loaded: Loaded, flags: Vec<(&'static str, Stri
     }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let server = tokio::spawn(drydock_server::serve(listener, tls, serving.switch.router(), async move {
+    let mut server = tokio::spawn(drydock_server::serve(listener, tls, serving.switch.router(), async move {
         let mut rx = shutdown_rx;
         let _ = rx.wait_for(|stop| *stop).await;
     }));
-    let jobs = serving.run_role(role, &config, &mut signals).await;
-    let _ = shutdown_tx.send(true);
-    if let Some(jobs) = jobs {
-        jobs.stop().await;
-    }
-    let result = server.await.context("the server task failed")?;
+    // Until a signal ends the role, or the server stops by itself (it could not serve TLS).
+    let ended = tokio::select! {
+        jobs = serving.run_role(role, &config, &mut signals) => {
+            let _ = shutdown_tx.send(true);
+            if let Some(jobs) = jobs {
+                jobs.stop().await;
+            }
+            (&mut server).await
+        }
+        ended = &mut server => ended,
+    };
+    let result = ended.context("the server task failed")?;
     remove_run_files(dir, pid);
     tracing::info!("drydock stopped");
     result.map_err(Into::into)
@@ -307,46 +313,57 @@ impl Serving {
                 return None;
             }
         };
-        let (stop_following, following_stopped) = watch::channel(false);
-        let task = tokio::spawn({
-            let follower = follower.clone();
-            async move { follower.run(following_stopped).await }
-        });
-        let promote = loop {
-            tokio::select! {
-                changed = applied.changed() => {
-                    if changed.is_err() { continue; }
-                    // The copy changed: rebuild over it (its config may have changed too).
-                    match config::load(&self.dir.root, &self.flags) {
-                        Ok(loaded) => {
-                            if let Err(e) = self.set_standby_app(&loaded.config, store.clone(), state.clone()).await {
-                                tracing::warn!(error = %e, "cannot reload the standby after a sync");
+        loop {
+            let (stop_following, following_stopped) = watch::channel(false);
+            let task = tokio::spawn({
+                let follower = follower.clone();
+                async move { follower.run(following_stopped).await }
+            });
+            let promote = loop {
+                tokio::select! {
+                    changed = applied.changed() => {
+                        if changed.is_err() { continue; }
+                        // The copy changed: rebuild over it (its config may have changed too).
+                        match config::load(&self.dir.root, &self.flags) {
+                            Ok(loaded) => {
+                                if let Err(e) = self.set_standby_app(&loaded.config, store.clone(), state.clone()).await {
+                                    tracing::warn!(error = %e, "cannot reload the standby after a sync");
+                                }
                             }
+                            Err(e) => tracing::warn!(error = %e, "the synced config cannot be loaded; the standby keeps the last one"),
                         }
-                        Err(e) => tracing::warn!(error = %e, "the synced config cannot be loaded; the standby keeps the last one"),
                     }
+                    promote = signals.next(true) => break promote,
                 }
-                promote = signals.next(true) => break promote,
+            };
+            let _ = stop_following.send(true);
+            if !promote {
+                let _ = task.await;
+                return None;
             }
-        };
-        let _ = stop_following.send(true);
-        if !promote {
+            // Promotion does not wait for a sync in flight: it is cut off, and the copy is the
+            // last completed sync (a sync staged whole is applied first).
+            task.abort();
             let _ = task.await;
-            return None;
-        }
-        // Promotion does not wait for a sync in flight: it is cut off, and the copy is the
-        // last completed sync (a sync staged whole is applied first).
-        task.abort();
-        let _ = task.await;
-        match self.promote(&follower, &database).await {
-            Ok(jobs) => {
-                signals.next(false).await;
-                Some(jobs)
-            }
-            Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "the promotion failed; still serving the copy read-only");
-                signals.next(false).await;
-                None
+            match self.promote(&follower, &database).await {
+                Ok(jobs) => {
+                    signals.next(false).await;
+                    return Some(jobs);
+                }
+                Err(e) if StandbyDir::of(&self.dir).follow_file().exists() => {
+                    // Not promoted: it goes on following.
+                    tracing::error!(error = format!("{e:#}"), "the promotion failed; still a standby");
+                    state.update(|s| s.last_error = Some(format!("the promotion failed: {e:#}")));
+                }
+                Err(e) => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "promoted, but cannot serve as the primary; serving the copy read-only: fix the cause and \
+                         run `drydock restart`"
+                    );
+                    signals.next(false).await;
+                    return None;
+                }
             }
         }
     }

@@ -3,7 +3,6 @@
 //! queries whatever the size of the instance; no query per user or per workspace.
 
 use chrono::{DateTime, Utc};
-use drydock_core::Store;
 use drydock_core::audit::{HistoryEntry, LicenseChange, ReportRows, ReportUserRow, WorkspaceAccess};
 use drydock_core::store::StoreResult;
 use drydock_core::workspace::DOMAIN_WORKSPACE;
@@ -53,15 +52,8 @@ impl SqlStore {
     }
 
     pub(crate) async fn audit_report_rows(&self) -> StoreResult<ReportRows> {
-        // One read transaction, so the users and the workspaces are of one moment: SQLite
-        // reads one snapshot in a transaction (WAL); PostgreSQL needs REPEATABLE READ.
-        let mut tx = self.pool().begin().await.map_err(other)?;
-        if self.backend() == "postgres" {
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .execute(&mut *tx)
-                .await
-                .map_err(other)?;
-        }
+        // One read transaction, so the users and the workspaces are of one moment.
+        let mut tx = self.begin_snapshot().await?;
         let users = sqlx::query("SELECT id, email FROM users")
             .fetch_all(&mut *tx)
             .await

@@ -89,13 +89,7 @@ impl SqlStore {
     /// transaction on SQLite's WAL), rows in a stable order so equal data gives equal copies.
     pub async fn copy_for_standby(&self) -> StoreResult<DatabaseCopy> {
         let schema_version = self.schema_status().await?.current;
-        let mut tx = self.pool().begin().await.map_err(other)?;
-        if self.backend() == "postgres" {
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .execute(&mut *tx)
-                .await
-                .map_err(other)?;
-        }
+        let mut tx = self.begin_snapshot().await?;
         let mut tables = Vec::with_capacity(REPLICATED_TABLES.len());
         for &name in REPLICATED_TABLES {
             let (columns, kinds) = self.columns_of(&mut tx, name).await?;

@@ -144,6 +144,19 @@ impl SqlStore {
         exists.map(|_| ()).ok_or(StoreError::NotFound("user"))
     }
 
+    /// Begins a read-only transaction that sees one moment: SQLite reads one snapshot in a
+    /// transaction (WAL); PostgreSQL needs REPEATABLE READ.
+    pub(crate) async fn begin_snapshot(&self) -> StoreResult<Transaction<'static, Any>> {
+        let mut tx = self.pool.begin().await.map_err(other)?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await
+                .map_err(other)?;
+        }
+        Ok(tx)
+    }
+
     pub(crate) async fn begin_guarded(&self) -> StoreResult<Transaction<'static, Any>> {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(other),

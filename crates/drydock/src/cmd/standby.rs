@@ -303,6 +303,14 @@ pub async fn promote(dir: &DataDir, args: &PromoteArgs) -> Result<ExitCode> {
         ),
         args.yes,
     )?;
+    if files.record()?.follow.last_sync.is_none() {
+        bail!(
+            "the standby in {} has no copy yet (no sync from {} has completed): promoting it would serve an empty \
+             instance; see its lastError in GET /api/system/state",
+            dir.root.display(),
+            follow.primary
+        );
+    }
     if let (Some(pid), Some(url)) = (dir.running_pid(), dir.running_url()) {
         let began = Instant::now();
         kill(Pid::from_raw(pid), Signal::SIGUSR1).with_context(|| format!("cannot signal the standby (pid {pid})"))?;

@@ -170,6 +170,13 @@ impl StandbyDir {
             return Err(OpsError::Refused("this instance is not a standby: there is nothing to promote".into()));
         };
         let record = self.record()?;
+        if record.follow.last_sync.is_none() {
+            return Err(OpsError::Refused(format!(
+                "this standby has no copy yet (no sync from {} has completed): promoting it would serve an empty \
+                 instance; see its lastError in `GET /api/system/state`",
+                follow.primary
+            )));
+        }
         let epoch = self.epoch()?.max(record.follow.epoch) + 1;
         let promotion = Promotion {
             time: Utc::now(),
