@@ -352,6 +352,16 @@ async fn standby_mismatch_interruption_and_fencing() {
     until("applying again", async || user_exists(&standby, &admin, "during").await.then_some(())).await;
     wait_no_error(&standby).await;
 
+    // The primary restarts (on its address): the standby reports it gone, then resumes.
+    primary.stop();
+    wait_synced_error(&standby, "is not reachable").await;
+    assert!(user_exists(&standby, &admin, "during").await, "the last good copy stays");
+    let listen = primary.url.trim_start_matches("http://").to_string();
+    primary.serve(&["start", "--listen", &listen], Stdio::null()).await;
+    primary.create_user(&admin, "after", "after-password-1").await;
+    until("following again", async || user_exists(&standby, &admin, "after").await.then_some(())).await;
+    wait_no_error(&standby).await;
+
     // A sync killed after staging and before applying leaves the last good copy.
     standby.stop();
     primary.create_user(&admin, "late", "late-password-1").await;
@@ -373,8 +383,8 @@ async fn standby_mismatch_interruption_and_fencing() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (report["ok"].as_bool(), report["users"].as_u64()),
-        (Some(true), Some(3)),
-        "admin, kept, during: {report}"
+        (Some(true), Some(4)),
+        "admin, kept, during, after: {report}"
     );
     standby.serve(&args, Stdio::null()).await;
     until("the sync to resume", async || user_exists(&standby, &admin, "late").await.then_some(())).await;

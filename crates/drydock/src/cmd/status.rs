@@ -80,6 +80,15 @@ pub async fn status(dir: &DataDir, args: &StatusArgs) -> Result<ExitCode> {
         {
             println!("  maintenance mode: on: {}", state["message"].as_str().unwrap_or(""));
         }
+        if let Some(state) = &state
+            && state["status"] == "STANDBY"
+        {
+            let lag = state["lagSeconds"].as_i64().map(|s| format!("{s} s behind")).unwrap_or("no copy yet".into());
+            println!("  standby of:  {} ({lag})", state["primary"].as_str().unwrap_or("?"));
+            if let Some(error) = state["lastError"].as_str() {
+                println!("  last error:  {error}");
+            }
+        }
     }
     Ok(if running { ExitCode::SUCCESS } else { ExitCode::from(NOT_RUNNING) })
 }
