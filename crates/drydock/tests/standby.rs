@@ -192,6 +192,11 @@ async fn failover_story(backend: Backend) {
         StatusCode::OK
     );
     assert_eq!(call(&primary, &ana_on_standby, Method::GET, "/api/user", None).await.0, StatusCode::UNAUTHORIZED);
+    let metrics = standby.req(Method::GET, "/metrics").bearer_auth(&admin).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("drydock_standby_lag_seconds ") && metrics.contains("drydock_standby_sync_failing 0"),
+        "{metrics}"
+    );
     // Every write is refused.
     let new_user = json!({"name": "eve", "email": "eve@example.com", "password": "eve-password-1"});
     let (status, refused) = call(&standby, &admin, Method::POST, "/api/user", Some(new_user)).await;

@@ -154,7 +154,16 @@ pub async fn metrics(State(state): State<AppState>, method: Method, headers: Hea
         caller.require_system(MANAGE_SYSTEM)?;
     }
     let users = state.drydock.users.count().await?;
-    let text = state.metrics.render(&[("drydock_users_total", "Users in the store.", users)]);
+    let mut gauges = vec![("drydock_users_total", "Users in the store.", users)];
+    if let Some(standby) = &state.settings.standby {
+        let follow = standby.get();
+        // Without a copy yet, the lag is as large as it can be: an alert should fire.
+        let lag = follow.lag_seconds(Utc::now()).map_or(u64::MAX, |s| s as u64);
+        gauges.push(("drydock_standby_lag_seconds", "Age of the standby's newest copied data.", lag));
+        let failing = u64::from(follow.last_error.is_some());
+        gauges.push(("drydock_standby_sync_failing", "1 while the standby's last sync attempt failed.", failing));
+    }
+    let text = state.metrics.render(&gauges);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
