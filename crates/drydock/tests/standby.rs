@@ -5,8 +5,9 @@
 //! rotated token is refused and reported; the primary is SIGKILLed in the middle of writes,
 //! the standby is promoted, users sign in, their data and files are there and their
 //! workspace starts; the old primary rejoins as a standby of the new one and catches up.
-//! Apart: a version mismatch stops applying, a sync killed halfway leaves the last good
-//! copy, and a fenced standby refuses an older primary.
+//! Apart: a version mismatch stops applying, a restarted primary is followed again, a sync
+//! killed halfway leaves the last good copy, one that fails while applying is applied again
+//! at the next start, and a fenced standby refuses an older primary.
 
 mod common;
 
@@ -399,6 +400,21 @@ async fn standby_mismatch_interruption_and_fencing() {
     })
     .await;
     assert_eq!(state["lastCheck"]["ok"], true, "{state}");
+
+    // A sync that fails while applying (after its database, before its files) is applied
+    // again, whole, at the next start.
+    standby.stop();
+    primary.create_user(&admin, "redo", "redo-password-1").await;
+    standby.env.push(("DRYDOCK_FAIL_POINT".into(), "standby-apply".into()));
+    standby.serve(&args, Stdio::null()).await;
+    wait_synced_error(&standby, "failure injected").await;
+    assert!(standby.data_dir().join("standby/incoming/plan.json").exists(), "the staged sync is kept");
+    standby.stop();
+    standby.env.pop();
+    standby.serve(&args, Stdio::null()).await;
+    wait_no_error(&standby).await;
+    assert!(user_exists(&standby, &admin, "redo").await);
+    assert!(!standby.data_dir().join("standby/incoming").exists(), "nothing staged is left");
 
     // Promoted, then pointed at the old primary by mistake: the fence holds.
     let out = standby.cli(&["promote", "--yes"]);
