@@ -42,8 +42,8 @@ environment:
   BENCH_WARMUP_REQUESTS      unmeasured requests of each kind just before (default 1; 0: none)";
 
 /// Users seeded, besides the administrator.
-const USERS: usize = 10_000;
-const WORKSPACES: usize = 50_000;
+pub(crate) const USERS: usize = 10_000;
+pub(crate) const WORKSPACES: usize = 50_000;
 /// One workspace in this many is shared.
 const SHARED_ONE_IN: u64 = 5;
 /// The issue's aim: the report in under 2 s.
@@ -99,7 +99,7 @@ struct CaseResult {
 
 /// What was written: the lines the report must have.
 #[derive(Debug, Clone, Copy)]
-struct Seeded {
+pub(crate) struct Seeded {
     /// Users in the store (the administrator included).
     users: usize,
     /// Workspace lines: one per owned workspace, one per share.
@@ -199,7 +199,7 @@ enum Value {
 
 /// `user00001` … `user10000` and 50,000 workspaces `ws-00001` … (each user owns five), in
 /// one transaction.
-async fn seed(store: &SqlStore) -> Result<Seeded> {
+pub(crate) async fn seed(store: &SqlStore) -> Result<Seeded> {
     use Value::{Int, Null, Text};
     let password_hash = drydock_core::secret::hash_password("bench-user-password-1").context("cannot hash")?;
     let now = Utc::now();

@@ -240,7 +240,7 @@ fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
 }
 
 /// Where the engine keeps a workspace volume's files on this host.
-fn volume_dir(instance: &str, workspace: &str) -> Result<PathBuf> {
+pub(crate) fn volume_dir(instance: &str, workspace: &str) -> Result<PathBuf> {
     let name = drydock_docker::names::volume_name(instance, workspace);
     let out = run_checked(
         Command::new("docker").args(["volume", "inspect", "--format", "{{.Mountpoint}}", &name]),
@@ -256,7 +256,7 @@ fn volume_dir(instance: &str, workspace: &str) -> Result<PathBuf> {
 }
 
 /// Writes about `target` bytes of files into `dir`; returns the bytes written.
-fn fill(dir: &Path, target: u64, seed: u64) -> Result<u64> {
+pub(crate) fn fill(dir: &Path, target: u64, seed: u64) -> Result<u64> {
     let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let words: Vec<String> = (0..4000)
         .map(|_| {
@@ -357,7 +357,7 @@ fn helper_tar(dirs: &[PathBuf], ids: &[String], into: &Path) -> Result<()> {
 }
 
 /// Every volume through the helper's one download, into nothing.
-fn engine_download(
+pub(crate) fn engine_download(
     rt: &tokio::runtime::Runtime,
     runtime: &drydock_docker::DockerRuntime,
     ids: &[String],

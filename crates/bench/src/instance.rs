@@ -75,9 +75,10 @@ impl Instance {
         self.env.push((variable.to_string(), value.to_string()));
     }
 
+    /// `drydock <verb> --data-dir …`; `verb` may be several words (`standby token`).
     fn command(&self, verb: &str) -> Command {
         let mut cmd = Command::new(&self.bin);
-        cmd.arg(verb).arg("--data-dir").arg(&self.data_dir);
+        cmd.args(verb.split_whitespace()).arg("--data-dir").arg(&self.data_dir);
         // Ours (DRYDOCK_BIN, TEST_POSTGRES_URL) are not config keys: drydock refuses them.
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("DRYDOCK_") {
@@ -153,6 +154,38 @@ impl Instance {
     /// Starts the server again after a `stop`.
     pub fn restart(&mut self) -> Result<()> {
         self.start()
+    }
+
+    /// Makes this (uninitialized) instance a standby of `primary` and serves it:
+    /// `drydock standby --primary … --token-file … --interval … --listen 127.0.0.1:0 --detach`.
+    pub fn follow(&mut self, primary: &str, token_file: &Path, interval: &str) -> Result<()> {
+        self.started = true;
+        let mut cmd = self.command("standby");
+        cmd.arg("--primary").arg(primary).arg("--token-file").arg(token_file);
+        cmd.args(["--interval", interval, "--listen", "127.0.0.1:0", "--detach"]);
+        run_checked(&mut cmd, "drydock standby --detach")?;
+        Ok(())
+    }
+
+    /// SIGKILLs the server (the pid it wrote) and waits until it is gone: a crash, not a stop.
+    pub fn kill(&mut self) -> Result<()> {
+        let pid = read_trimmed(&self.data_dir.join("drydock.pid"))?;
+        run_checked(Command::new("kill").args(["-KILL", &pid]), "kill -KILL")?;
+        self.started = false;
+        let proc_stat = PathBuf::from(format!("/proc/{pid}/stat"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            // Gone, or a zombie nobody reaped yet: either way it serves nothing.
+            match std::fs::read_to_string(&proc_stat) {
+                Err(_) => return Ok(()),
+                Ok(stat) if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) => {
+                    return Ok(());
+                }
+                Ok(_) => {}
+            }
+            ensure!(std::time::Instant::now() < deadline, "drydock (pid {pid}) is still alive 10 s after SIGKILL");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     pub fn stop(&mut self) -> Result<()> {

@@ -11,6 +11,7 @@ mod drydock_api;
 mod http;
 mod instance;
 mod limits_race;
+mod standby;
 mod users_page;
 mod util;
 mod workspace_start;
@@ -45,6 +46,11 @@ benchmarks:
          GET /api/audit (text and JSON) with 10,000 users and 50,000 workspaces in the
          store, against the same rows read with raw SQL, on SQLite and (when
          TEST_POSTGRES_URL is set) on PostgreSQL
+  standby
+         a standby following a primary: RPO and RTO of failovers (kill, promote) against
+         the nightly backup and a restore of it, on SQLite and (when TEST_POSTGRES_URL is
+         set) PostgreSQL; bytes of an incremental sync of 1 GiB of project files with one
+         file changed; the database snapshot at 10,000 users against VACUUM INTO / pg_dump
 
 Run them with `bash scripts/bench.sh <benchmark>`, which installs and builds what they need.";
 
@@ -65,6 +71,7 @@ fn main() -> ExitCode {
         "backup" => backup::run(rest),
         "audit-overhead" => audit_overhead::run(rest),
         "audit-report" => audit_report::run(rest),
+        "standby" => standby::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
