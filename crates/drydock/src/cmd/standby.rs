@@ -30,7 +30,6 @@ use crate::instance::{DataDir, write_atomic};
 use crate::wiring;
 
 #[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct StandbyArgs {
     #[command(subcommand)]
     pub command: Option<StandbyCommand>,
@@ -87,6 +86,11 @@ pub struct PromoteArgs {
 }
 
 pub async fn run(dir: &DataDir, args: StandbyArgs) -> Result<ExitCode> {
+    let f = &args.follow;
+    let following = f.primary.is_some() || f.token_file.is_some() || f.images || f.listen.is_some() || f.detach;
+    if args.command.is_some() && following {
+        bail!("`standby token` and `standby check` take none of the following flags (--primary, --token-file, …)");
+    }
     match args.command {
         Some(StandbyCommand::Token { rotate }) => token(dir, rotate),
         Some(StandbyCommand::Check { json }) => check_copy(dir, json).await,

@@ -137,7 +137,8 @@ impl Follower {
         Ok(outcome)
     }
 
-    /// Stage everything, mark it ready, apply it.
+    /// Two whole steps, each staged, marked ready, then applied: the database (with the
+    /// config and secrets), then the workspaces' files that changed.
     async fn sync_copy(&self) -> Result<SyncOutcome> {
         let incoming = self.files.incoming();
         if plan_file(&incoming).exists() {
@@ -177,24 +178,41 @@ impl Follower {
             return Ok(SyncOutcome::Unchanged);
         }
 
-        std::fs::create_dir_all(incoming.join("projects")).map_err(OpsError::io("create", &incoming))?;
-        if let Some((bytes, _)) = &snapshot {
-            write_atomic(&incoming.join("snapshot.zst"), bytes, 0o600)?;
+        // The database first, as a whole step of its own: its copy need not wait for the
+        // workspaces' files, which take a read of each running volume.
+        let mut outcome = SyncOutcome::Unchanged;
+        if let Some((bytes, digest)) = snapshot {
+            std::fs::create_dir_all(&incoming).map_err(OpsError::io("create", &incoming))?;
+            write_atomic(&incoming.join("snapshot.zst"), &bytes, 0o600)?;
+            drydock_core::testing_hooks::pause_point_async("standby-staged").await;
+            let plan = Plan {
+                digest: Some(digest),
+                data_time: status.time,
+                epoch: status.epoch,
+                workspaces: record.projects.clone(),
+                fetched: Vec::new(),
+                removed: Vec::new(),
+            };
+            write_json(&plan_file(&incoming), &plan)?;
+            outcome = self.apply_incoming().await?;
         }
+        if fetch.is_empty() && removed.is_empty() {
+            return Ok(outcome);
+        }
+        std::fs::create_dir_all(incoming.join("projects")).map_err(OpsError::io("create", &incoming))?;
         for ws in &fetch {
             self.stage_projects(&token, ws, record.projects_read.get(ws).copied(), &incoming).await?;
         }
-        drydock_core::testing_hooks::pause_point_async("standby-staged").await;
-        let plan = Plan {
-            digest: snapshot.map(|(_, digest)| digest),
-            data_time: status.time,
-            epoch: status.epoch,
-            workspaces,
-            fetched: fetch,
-            removed,
-        };
+        let plan =
+            Plan { digest: None, data_time: status.time, epoch: status.epoch, workspaces, fetched: fetch, removed };
         write_json(&plan_file(&incoming), &plan)?;
-        self.apply_incoming().await
+        let files = self.apply_incoming().await?;
+        Ok(match (outcome, files) {
+            (SyncOutcome::Applied { .. }, SyncOutcome::Applied { workspaces, bytes, .. }) => {
+                SyncOutcome::Applied { database: true, workspaces, bytes }
+            }
+            (_, files) => files,
+        })
     }
 
     /// Before a promotion: applies a sync that was staged whole, or throws away one that was

@@ -3,11 +3,12 @@
 //! The primary serves `/api/replication/…` ([`source::PrimarySource`]) to a standby holding
 //! its replication token. The standby ([`follower::Follower`]) asks every interval who the
 //! primary is (version, epoch), fetches a consistent snapshot of its database, config and
-//! secrets when its digest changed, and what changed in the workspaces' `/projects`. Each
-//! sync is staged whole under `standby/incoming/` first, marked ready, then applied (the
-//! database in one transaction, files by rename); a sync cut off before the mark is thrown
-//! away, one cut off after it is applied again at the next start. So the copy is always
-//! the last completed sync.
+//! secrets when its digest changed, and what changed in the workspaces' `/projects`. A sync
+//! is two steps, the database (with config and secrets) and then the files, so the
+//! database's copy never waits for volumes to be read. Each step is staged whole under
+//! `standby/incoming/` first, marked ready, then applied (the database in one transaction,
+//! files by rename); a step cut off before the mark is thrown away, one cut off after it is
+//! applied again at the next start. So the copy is always the last completed step.
 //!
 //! What lives in `<data-dir>/standby/`: `follow.json` (whom to follow; present while the
 //! instance is a standby), `state.json` (how the following goes), `epoch` (raised by every
