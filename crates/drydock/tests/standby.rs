@@ -314,15 +314,24 @@ async fn postgres_standby_follows_and_takes_over() {
     failover_story(Backend::Postgres).await;
 }
 
-/// Version mismatch, a sync killed halfway, and fencing (no workspace: no engine needed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn standby_mismatch_interruption_and_fencing() {
-    let Some(mut primary) = Instance::init(Backend::Sqlite) else { return };
+async fn sqlite_standby_mismatch_interruption_and_fencing() {
+    mismatch_interruption_and_fencing(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_standby_mismatch_interruption_and_fencing() {
+    mismatch_interruption_and_fencing(Backend::Postgres).await;
+}
+
+/// Version mismatch, a sync killed halfway, and fencing (no workspace: no engine needed).
+async fn mismatch_interruption_and_fencing(backend: Backend) {
+    let Some(mut primary) = Instance::init(backend) else { return };
     primary.start().await;
     let admin = primary.admin_token();
     let tokens = tempfile::tempdir().unwrap();
     let token = token_file(&primary, tokens.path(), false);
-    let Some(mut standby) = Instance::new(Backend::Sqlite, &[]) else { return };
+    let Some(mut standby) = Instance::new(backend, &[]) else { return };
     follow(&mut standby, &primary.url, &token, &[]).await;
     primary.create_user(&admin, "kept", "kept-password-1").await;
     until("the first copy", async || user_exists(&standby, &admin, "kept").await.then_some(())).await;
@@ -421,7 +430,13 @@ async fn standby_mismatch_interruption_and_fencing() {
     assert!(out.status.success(), "{}", text(&out));
     standby.stop();
     follow(&mut standby, &primary.url, &token, &["--yes"]).await;
-    let _aside = RemoveOnDrop(moved_aside(standby.data_dir()));
+    let aside = RemoveOnDrop(moved_aside(standby.data_dir()));
+    assert_eq!(aside.0.len(), 1, "the promoted instance was moved aside");
+    if backend == Backend::Postgres {
+        // The standby writes over that database: a dump of it is moved aside too.
+        let dump = std::fs::read_to_string(aside.0[0].join("database-before-standby.sql")).unwrap();
+        assert!(dump.contains("CREATE TABLE") && dump.contains("kept@example.com"));
+    }
     wait_synced_error(&standby, "epoch 0, lower than this standby's 1").await;
     assert!(!user_exists(&standby, &admin, "kept").await, "nothing of the older primary was applied");
     standby.stop();

@@ -162,6 +162,19 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Empties every replicated table and the sessions, in one guarded transaction: a
+    /// database an instance left (after it was dumped aside) becomes a standby's, holding
+    /// nothing until its first sync.
+    pub async fn clear_replicated(&self) -> StoreResult<()> {
+        let mut tx = self.begin_guarded().await?;
+        for &name in REPLICATED_TABLES.iter().rev() {
+            sqlx::query(&format!("DELETE FROM {name}")).execute(&mut *tx).await.map_err(other)?;
+        }
+        tx.commit().await.map_err(other)?;
+        self.remember_head(None);
+        Ok(())
+    }
+
     /// The standby's own sessions, read inside the applying transaction.
     async fn local_sessions(&self, tx: &mut Transaction<'static, Any>) -> StoreResult<TableCopy> {
         let (columns, kinds) = self.columns_of(tx, "credentials").await?;

@@ -248,7 +248,13 @@ async fn init_standby(dir: &DataDir, config_text: Option<&str>, reuse_database: 
     let loaded = config::load(&dir.root, &[])?;
     let store = wiring::open_store_migrating(dir, &loaded.config).await?;
     let users = store.count_users().await?;
-    if users > 0 && !reuse_database {
+    if users > 0 && reuse_database {
+        // The instance moved aside was dumped first: its rows must not pass for the copy.
+        wiring::ops_instance(dir, &loaded.config)?
+            .database
+            .with_store("emptying the database for the standby", async |store| store.clear_replicated().await)
+            .await?;
+    } else if users > 0 {
         bail!(
             "the database {} already holds {users} users: a new standby needs an empty database (its first sync \
              fills it); point database.url at one",
