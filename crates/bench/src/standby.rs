@@ -580,13 +580,16 @@ fn post_delta(
     let body = zstd(&serde_json::to_vec(index)?, scratch)?;
     let bearer = format!("Bearer {token}");
     let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/zstd")];
-    let mut out = std::io::BufWriter::new(std::fs::File::create(tar)?);
+    // The answer is zstd-compressed: it is counted as it came, then unpacked to be read.
+    let packed = tar.with_extension("tar.zst");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&packed)?);
     let started = Instant::now();
     let r = raw_request(url, "POST", path, &headers, &body, &mut out)?;
     out.flush()?;
     let took = started.elapsed();
     drop(out);
     ensure!(r.status == 200, "POST {path} answered {}", r.status);
+    run_checked(Command::new("zstd").args(["-d", "-q", "-f", "-o"]).arg(tar).arg(&packed), "zstd -d")?;
     let summary = delta_summary(tar)?;
     let transfer = Transfer {
         sent: body.len() as u64,

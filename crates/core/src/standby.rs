@@ -127,7 +127,7 @@ pub trait ReplicationSource: Send + Sync {
     /// A snapshot, or `None` when its digest is `known` (nothing changed).
     async fn snapshot(&self, known: Option<&str>) -> Result<Option<Snapshot>>;
     /// A tar of what changed in a workspace's `/projects` against the standby's index
-    /// (zstd-compressed JSON), ending with the summary entry.
+    /// (zstd-compressed JSON), ending with the summary entry; the tar is zstd-compressed.
     async fn projects_delta(&self, workspace: &str, known_index: &[u8]) -> Result<Chunks>;
     /// The images the workspaces use, for a standby run with `--images`.
     async fn images(&self) -> Result<Vec<ImageRef>>;

@@ -386,7 +386,7 @@ impl Follower {
             .await
             .map_err(|e| unreachable(&self.settings.primary, e))?;
         response = refused(response).await?;
-        let tar = incoming.join("projects").join(format!("{ws}.tar"));
+        let tar = incoming.join("projects").join(format!("{ws}.tar.zst"));
         let mut file = tokio::fs::File::create(&tar).await.map_err(OpsError::io("create", &tar))?;
         let step = format!("receiving the files of workspace {ws}");
         while let Some(chunk) = response.chunk().await.map_err(OpsError::step(step.clone()))? {
@@ -399,7 +399,8 @@ impl Follower {
         let (tar_path, staging_path) = (tar.clone(), staging.clone());
         let summary = tokio::task::spawn_blocking(move || -> Result<DeltaSummary> {
             let file = std::fs::File::open(&tar_path).map_err(OpsError::io("open", &tar_path))?;
-            mirror::stage_delta(std::io::BufReader::new(file), &staging_path)
+            let tar = zstd::stream::read::Decoder::new(file).map_err(OpsError::io("decompress", &tar_path))?;
+            mirror::stage_delta(std::io::BufReader::new(tar), &staging_path)
         })
         .await
         .map_err(OpsError::step("unpacking the files"))?

@@ -99,11 +99,12 @@ impl ReplicationSource for PrimarySource {
         let engine = |e: drydock_core::runtime::RuntimeError| Error::Unavailable(e.to_string());
         if !runtime.projects_volume_exists(workspace).await.map_err(engine)? {
             // Never started: its `/projects` is empty.
-            let tar = empty_delta(known).map_err(Error::internal)?;
+            let tar = empty_delta(known).and_then(|tar| zstd::encode_all(tar.as_slice(), DELTA_LEVEL));
+            let tar = tar.map_err(Error::internal)?;
             return Ok(futures::stream::once(async move { Ok(tar) }).boxed());
         }
         let stream = runtime.projects_delta(workspace, &known).await.map_err(engine)?;
-        Ok(stream.map_ok(|bytes| bytes.to_vec()).map_err(std::io::Error::other).boxed())
+        Ok(compressed(stream))
     }
 
     async fn images(&self) -> Result<Vec<ImageRef>> {
@@ -133,6 +134,45 @@ impl PrimarySource {
         }
         Ok(refs)
     }
+}
+
+/// zstd level of the files' answers: fast, and most of what travels is source text.
+const DELTA_LEVEL: i32 = 3;
+/// Bytes compressed at a time.
+const DELTA_CHUNK: usize = 256 << 10;
+
+/// The delta tar as zstd, compressed on a blocking thread as the engine's stream comes; an
+/// error of the stream ends the answer early, so the standby sees it cut off.
+fn compressed(stream: drydock_docker::ByteStream) -> Chunks {
+    let handle = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(8);
+    tokio::task::spawn_blocking(move || {
+        let reader = crate::backup::sync_reader(stream, &handle);
+        let mut encoder = match zstd::stream::read::Encoder::new(reader, DELTA_LEVEL) {
+            Ok(encoder) => encoder,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        loop {
+            let mut chunk = vec![0u8; DELTA_CHUNK];
+            match std::io::Read::read(&mut encoder, &mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if tx.blocking_send(Ok(chunk)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
 }
 
 /// The delta of a workspace without a volume: everything the standby holds is gone.

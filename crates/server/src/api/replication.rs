@@ -75,11 +75,12 @@ pub async fn snapshot(State(state): State<AppState>, headers: HeaderMap) -> ApiR
 }
 
 /// What changed in a workspace's `/projects`: the body is the standby's index of its copy
-/// (zstd-compressed JSON); the answer a tar of the changed entries, ending with a summary.
+/// (zstd-compressed JSON); the answer a zstd-compressed tar of the changed entries, ending
+/// with a summary.
 #[utoipa::path(post, path = "/api/replication/projects/{workspace}", tag = "replication", security(("bearer" = [])),
     params(("workspace" = String, Path, description = "The workspace's id")),
     request_body(content = Vec<u8>, content_type = "application/zstd", description = "The standby's index of its copy"),
-    responses((status = 200, content_type = "application/x-tar"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, content_type = "application/zstd"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn projects(
     State(state): State<AppState>,
     Path(workspace): Path<String>,
@@ -87,7 +88,7 @@ pub async fn projects(
 ) -> ApiResult<Response> {
     let body = body_bytes(request, &state).await?;
     let chunks = source(&state)?.projects_delta(&workspace, &body).await?;
-    Ok(([(header::CONTENT_TYPE, "application/x-tar")], Body::from_stream(chunks)).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/zstd")], Body::from_stream(chunks)).into_response())
 }
 
 /// The images the primary's workspaces use (for a standby run with `--images`).
