@@ -462,8 +462,8 @@ fn incremental_sync(bin: &Path, settings: &Settings) -> Result<SyncFigures> {
     let token = first_line(&instance.cli("standby token", &[])?.stdout);
 
     let path = format!("/api/replication/projects/{id}");
-    let tar = scratch.path().join("delta.tar");
-    let full = post_delta(&api.url, &token, &path, &FileIndex::new(), &tar, scratch.path())?;
+    let packed = scratch.path().join("delta.tar.zst");
+    let full = post_delta(&api.url, &token, &path, &FileIndex::new(), &packed)?;
     let mut index = full.1.index.clone();
     let files = index.values().filter(|m| matches!(m.kind, drydock_docker::projects_sync::FileKind::File)).count();
     ensure!(full.0.files as usize == files, "the full transfer carried {} files of {files}", full.0.files);
@@ -478,13 +478,13 @@ fn incremental_sync(bin: &Path, settings: &Settings) -> Result<SyncFigures> {
             200,
         )?;
         ensure!(out["exitCode"] == 0, "exec in the workspace failed: {out}");
-        let (t, summary) = post_delta(&api.url, &token, &path, &index, &tar, scratch.path())?;
+        let (t, summary) = post_delta(&api.url, &token, &path, &index, &packed)?;
         ensure!(t.files == 1, "round {round}: one file changed but the delta carried {} files", t.files);
         eprintln!("   one file changed: {} bytes in {:.2} s", t.body, t.took.as_secs_f64());
         index = summary.index;
         changed.push(t);
     }
-    let (unchanged, _) = post_delta(&api.url, &token, &path, &index, &tar, scratch.path())?;
+    let (unchanged, _) = post_delta(&api.url, &token, &path, &index, &packed)?;
     ensure!(unchanged.files == 0, "nothing changed but the delta carried {} files", unchanged.files);
     eprintln!("   nothing changed: {} bytes in {:.2} s", unchanged.body, unchanged.took.as_secs_f64());
     let runtime = rt
@@ -574,23 +574,20 @@ fn post_delta(
     token: &str,
     path: &str,
     index: &FileIndex,
-    tar: &Path,
-    scratch: &Path,
+    packed: &Path,
 ) -> Result<(Transfer, DeltaSummary)> {
-    let body = zstd(&serde_json::to_vec(index)?, scratch)?;
+    let body = zstd(&serde_json::to_vec(index)?)?;
     let bearer = format!("Bearer {token}");
     let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/zstd")];
-    // The answer is zstd-compressed: it is counted as it came, then unpacked to be read.
-    let packed = tar.with_extension("tar.zst");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&packed)?);
+    // The answer is zstd-compressed: it is counted as it came.
+    let mut out = std::io::BufWriter::new(std::fs::File::create(packed)?);
     let started = Instant::now();
     let r = raw_request(url, "POST", path, &headers, &body, &mut out)?;
     out.flush()?;
     let took = started.elapsed();
     drop(out);
     ensure!(r.status == 200, "POST {path} answered {}", r.status);
-    run_checked(Command::new("zstd").args(["-d", "-q", "-f", "-o"]).arg(tar).arg(&packed), "zstd -d")?;
-    let summary = delta_summary(tar)?;
+    let summary = delta_summary(packed)?;
     let transfer = Transfer {
         sent: body.len() as u64,
         wire: r.wire,
@@ -602,56 +599,24 @@ fn post_delta(
     Ok((transfer, summary))
 }
 
-/// `zstd -3` of some bytes, through the CLI (files, so no pipe can fill up).
-fn zstd(data: &[u8], scratch: &Path) -> Result<Vec<u8>> {
-    let (plain, packed) = (scratch.join("index.json"), scratch.join("index.json.zst"));
-    std::fs::write(&plain, data)?;
-    run_checked(Command::new("zstd").args(["-q", "-3", "-f", "-o"]).arg(&packed).arg(&plain), "zstd")?;
-    Ok(std::fs::read(&packed)?)
+/// `zstd -3` of some bytes.
+fn zstd(data: &[u8]) -> Result<Vec<u8>> {
+    zstd::encode_all(data, 3).context("compressing the index")
 }
 
-/// The [`DeltaSummary`] of a delta tar: its last entry, named [`DELTA_ENTRY`].
-fn delta_summary(tar: &Path) -> Result<DeltaSummary> {
-    let mut f = BufReader::new(std::fs::File::open(tar)?);
-    let mut block = [0u8; 512];
+/// The [`DeltaSummary`] of a zstd-compressed delta tar: its last entry, named [`DELTA_ENTRY`].
+fn delta_summary(packed: &Path) -> Result<DeltaSummary> {
+    let mut archive = tar::Archive::new(zstd::Decoder::new(std::fs::File::open(packed)?)?);
     let mut summary = None;
-    let mut long_name: Option<String> = None;
-    loop {
-        if f.read_exact(&mut block).is_err() || block.iter().all(|b| *b == 0) {
-            break;
-        }
-        let size = tar_size(&block[124..136])?;
-        let padded = size.div_ceil(512) * 512;
-        let kind = block[156];
-        let name = long_name.take().unwrap_or_else(|| cstr(&block[0..100]));
-        let mut data = Vec::new();
-        if kind == b'L' || name == DELTA_ENTRY {
-            (&mut f).take(padded).read_to_end(&mut data)?;
-            data.truncate(size as usize);
-        } else {
-            std::io::copy(&mut (&mut f).take(padded), &mut std::io::sink())?;
-        }
-        if kind == b'L' {
-            long_name = Some(cstr(&data));
-        } else if name == DELTA_ENTRY {
-            summary = Some(serde_json::from_slice(&data).context("the delta's summary")?);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry.path()?.to_str() == Some(DELTA_ENTRY) {
+            let mut json = Vec::new();
+            entry.read_to_end(&mut json)?;
+            summary = Some(serde_json::from_slice(&json).context("the delta's summary")?);
         }
     }
     summary.with_context(|| format!("the delta tar has no {DELTA_ENTRY}: it was cut off"))
-}
-
-fn cstr(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
-}
-
-/// A tar header's size field: octal, or base-256 when its first byte has the high bit.
-fn tar_size(field: &[u8]) -> Result<u64> {
-    if field[0] & 0x80 != 0 {
-        return Ok(field[1..].iter().fold(u64::from(field[0] & 0x7f), |n, b| (n << 8) | u64::from(*b)));
-    }
-    let text = cstr(field);
-    u64::from_str_radix(text.trim(), 8).with_context(|| format!("a tar size field '{text}'"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1116,14 +1081,5 @@ mod tests {
         phases.sort_unstable();
         phases.dedup();
         assert!(phases.len() >= 7, "{phases:?}");
-    }
-
-    #[test]
-    fn reads_tar_sizes() {
-        assert_eq!(tar_size(b"00000001750\0").unwrap(), 1000);
-        let mut big = [0u8; 12];
-        big[0] = 0x80;
-        big[11] = 7;
-        assert_eq!(tar_size(&big).unwrap(), 7);
     }
 }

@@ -100,13 +100,7 @@ pub async fn init_instance(dir: &DataDir, args: &InitArgs) -> Result<()> {
     if generated {
         dir.write_secret(INITIAL_PASSWORD_SECRET, &password)?;
     }
-    let config_file = config::config_path(&dir.root);
-    if !config_file.exists() {
-        write_atomic(&config_file, config::render(&loaded)?.as_bytes(), 0o600)?;
-    }
-    let instance_id = ids::instance_id();
-    write_atomic(&dir.instance_file(), format!("{instance_id}\n").as_bytes(), 0o644)?;
-    write_atomic(&dir.version_file(), format!("{VERSION}\n").as_bytes(), 0o644)?;
+    let instance_id = seal_instance(dir, &loaded)?;
 
     println!("Initialized drydock {VERSION} instance {instance_id} in {}", dir.root.display());
     println!("  database:      {}", describe_url(&wiring::database_url(dir, &loaded.config)));
@@ -119,4 +113,17 @@ pub async fn init_instance(dir: &DataDir, args: &InitArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The last steps of making an instance: its config (when it has none yet), a new instance
+/// id, and the version file, written last, which makes the data dir an instance.
+pub fn seal_instance(dir: &DataDir, loaded: &config::Loaded) -> Result<String> {
+    let config_file = config::config_path(&dir.root);
+    if !config_file.exists() {
+        write_atomic(&config_file, config::render(loaded)?.as_bytes(), 0o600)?;
+    }
+    let instance_id = ids::instance_id();
+    write_atomic(&dir.instance_file(), format!("{instance_id}\n").as_bytes(), 0o644)?;
+    write_atomic(&dir.version_file(), format!("{VERSION}\n").as_bytes(), 0o644)?;
+    Ok(instance_id)
 }

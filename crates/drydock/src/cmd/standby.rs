@@ -16,7 +16,7 @@ use chrono::Utc;
 use clap::{Args, Subcommand};
 use drydock_core::config::HumanDuration;
 use drydock_core::standby::{REPLICATION_TOKEN_SECRET, StandbyState};
-use drydock_core::{VERSION, ids, secret};
+use drydock_core::{VERSION, secret};
 use drydock_ops::standby::follower::Follower;
 use drydock_ops::standby::snapshot::{CONFIG_FILE, LOCAL_SECTIONS};
 use drydock_ops::standby::{FollowSettings, StandbyDir, check};
@@ -261,12 +261,7 @@ async fn init_standby(dir: &DataDir, config_text: Option<&str>, reuse_database: 
             drydock_store::describe_url(&wiring::database_url(dir, &loaded.config))
         );
     }
-    if !config_file.exists() {
-        write_atomic(&config_file, config::render(&loaded)?.as_bytes(), 0o600)?;
-    }
-    let instance_id = ids::instance_id();
-    write_atomic(&dir.instance_file(), format!("{instance_id}\n").as_bytes(), 0o644)?;
-    write_atomic(&dir.version_file(), format!("{VERSION}\n").as_bytes(), 0o644)?;
+    let instance_id = crate::cmd::init::seal_instance(dir, &loaded)?;
     println!("Initialized drydock {VERSION} standby instance {instance_id} in {}", dir.root.display());
     Ok(())
 }

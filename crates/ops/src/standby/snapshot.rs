@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 
-use drydock_core::standby::{PrimaryStatus, Snapshot};
+use drydock_core::standby::Snapshot;
 use drydock_store::replication::DatabaseCopy;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -24,23 +24,22 @@ pub const LOCAL_SECTIONS: &[&str] = &["server", "tls", "database", "log"];
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceCopy {
-    pub status: PrimaryStatus,
     pub database: DatabaseCopy,
     /// Data-dir files by relative path: the config and every secret.
     pub files: BTreeMap<String, String>,
 }
 
 impl InstanceCopy {
-    pub fn digest(&self) -> Result<String> {
-        let content =
-            serde_json::to_vec(&(&self.database, &self.files)).map_err(OpsError::step("encoding the copy"))?;
-        Ok(hex::encode(Sha256::digest(&content)))
-    }
-
-    pub fn encode(&self) -> Result<Snapshot> {
+    /// The copy as it travels: serialized once, its digest taken from those bytes, and
+    /// compressed only when the standby does not have it yet (`known`).
+    pub fn encode(&self, known: Option<&str>) -> Result<Option<Snapshot>> {
         let json = serde_json::to_vec(self).map_err(OpsError::step("encoding the copy"))?;
+        let digest = hex::encode(Sha256::digest(&json));
+        if known == Some(digest.as_str()) {
+            return Ok(None);
+        }
         let bytes = zstd::encode_all(json.as_slice(), 3).map_err(OpsError::step("compressing the copy"))?;
-        Ok(Snapshot { bytes, digest: self.digest()? })
+        Ok(Some(Snapshot { bytes, digest }))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<InstanceCopy> {

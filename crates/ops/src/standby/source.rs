@@ -46,10 +46,9 @@ impl PrimarySource {
     }
 
     async fn copy(&self) -> Result<InstanceCopy> {
-        let status = self.status().await?;
         let database = self.store.copy_for_standby().await?;
         let files = instance_files(&self.dir).map_err(internal)?;
-        Ok(InstanceCopy { status, database, files })
+        Ok(InstanceCopy { database, files })
     }
 }
 
@@ -79,11 +78,12 @@ impl ReplicationSource for PrimarySource {
     async fn snapshot(&self, known: Option<&str>) -> Result<Option<Snapshot>> {
         let _one = self.reading.lock().await;
         let copy = self.copy().await?;
-        let digest = copy.digest().map_err(internal)?;
-        if known == Some(digest.as_str()) {
-            return Ok(None);
-        }
-        tokio::task::spawn_blocking(move || copy.encode().map_err(internal)).await.map_err(Error::internal)?.map(Some)
+        let known = known.map(str::to_string);
+        // Serializing, hashing and compressing tens of megabytes is no work for the runtime's
+        // workers.
+        tokio::task::spawn_blocking(move || copy.encode(known.as_deref()).map_err(internal))
+            .await
+            .map_err(Error::internal)?
     }
 
     async fn projects_delta(&self, workspace: &str, known_index: &[u8]) -> Result<Chunks> {
