@@ -77,14 +77,61 @@ impl Default for BackupConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
+    /// `docker`: one engine (the master's). `swarm`: the master's engine is a Swarm manager
+    /// and workspaces run on its nodes.
+    pub kind: RuntimeKind,
     pub machine_memory_mb: u64,
     pub pull_timeout: HumanDuration,
+    /// Swarm: `NODE=ENDPOINT` pairs, the Engine API of each node (id or host name) for what
+    /// Swarm does not proxy: `unix:///var/run/docker.sock` or `tcp://HOST:2376` (with TLS).
+    pub nodes: Vec<String>,
+    /// Swarm: a directory holding `ca.pem`, `cert.pem` and `key.pem` for `tcp://` endpoints
+    /// (relative to the data dir).
+    pub node_certs: String,
+    /// Swarm: a registry (`host:port`) nodes pull images from and snapshots are pushed to;
+    /// empty: none, every node must already have the images it runs.
+    pub registry: String,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { machine_memory_mb: 1024, pull_timeout: HumanDuration::secs(120) }
+        RuntimeConfig {
+            kind: RuntimeKind::Docker,
+            machine_memory_mb: 1024,
+            pull_timeout: HumanDuration::secs(120),
+            nodes: Vec::new(),
+            node_certs: String::new(),
+            registry: String::new(),
+        }
     }
+}
+
+impl RuntimeConfig {
+    /// The node endpoints of `nodes`: node → endpoint; a pair without `=` is named.
+    pub fn node_endpoints(&self) -> Result<std::collections::BTreeMap<String, String>, String> {
+        let mut endpoints = std::collections::BTreeMap::new();
+        for pair in &self.nodes {
+            let (node, endpoint) = pair
+                .split_once('=')
+                .map(|(n, e)| (n.trim(), e.trim()))
+                .filter(|(n, e)| !n.is_empty() && !e.is_empty())
+                .ok_or_else(|| format!("'{pair}' is not NODE=ENDPOINT (e.g. node2=tcp://10.0.0.2:2376)"))?;
+            if !(endpoint.starts_with("unix://") || endpoint.starts_with("tcp://")) {
+                return Err(format!("the endpoint of node {node}, '{endpoint}', is neither unix:// nor tcp://"));
+            }
+            if endpoints.insert(node.to_string(), endpoint.to_string()).is_some() {
+                return Err(format!("node {node} is listed twice"));
+            }
+        }
+        Ok(endpoints)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    Docker,
+    Swarm,
 }
 
 /// Every user's default limits (an administrator may override them per user), what one
@@ -256,8 +303,15 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("auth.max_failed_logins", "Failed sign-ins for one account within the window before it is throttled."),
     ("auth.failed_login_window", "The window in which failed sign-ins are counted."),
     ("auth.lockout", "First throttling delay; it doubles with each further failure, up to the window."),
+    ("runtime.kind", "docker: workspaces run on the master's Docker engine; swarm: on the nodes of its Swarm."),
     ("runtime.machine_memory_mb", "Memory of a workspace machine whose config names none, in MB (enforced by Docker)."),
     ("runtime.pull_timeout", "How long a start may wait for a missing image to be pulled."),
+    (
+        "runtime.nodes",
+        "Swarm: each node's Engine API as NODE=ENDPOINT (unix:///var/run/docker.sock or tcp://HOST:2376).",
+    ),
+    ("runtime.node_certs", "Swarm: directory with ca.pem, cert.pem and key.pem for tcp:// node endpoints."),
+    ("runtime.registry", "Swarm: registry host:port nodes pull images from and snapshots go to (empty: none)."),
     (
         "limits.user.workspaces",
         "Workspaces a user may have, running or not, unless overridden for them (-1: unlimited).",

@@ -1,5 +1,5 @@
 //! drydock's model and rules. No IO of its own: the world is reached through [`Store`]
-//! (and, with later issues, `Runtime`), both chosen once at start-up by the binary.
+//! and `Runtime`, both chosen once at start-up by the binary.
 
 pub mod audit;
 pub mod audit_log;
@@ -13,6 +13,7 @@ pub mod license;
 pub mod licenses;
 pub mod limits;
 pub mod model;
+pub mod nodes;
 pub mod permissions;
 pub mod runtime;
 pub mod secret;
@@ -51,6 +52,8 @@ pub struct Drydock {
     pub seats: Arc<license::SeatCap>,
     /// The license in force; `load` it before serving.
     pub licenses: licenses::Licenses,
+    /// The Docker hosts workspaces run on.
+    pub nodes: nodes::Nodes,
 }
 
 impl Drydock {
@@ -80,6 +83,7 @@ impl Drydock {
             audit_log: audit_log::AuditLog::new(store.clone(), clock.clone(), &config.audit),
             licenses: licenses::Licenses::new(store.clone(), clock.clone(), seats.clone(), &config.license),
             audit_reports: audit::AuditReports::new(store.clone(), clock.clone()),
+            nodes: nodes::Nodes::new(store.clone(), workspaces.clone(), clock.clone()),
             workspaces,
             limits,
             auth,

@@ -1,5 +1,5 @@
 //! The contract between drydock's rules and whatever runs workspaces: the Docker Engine of
-//! the master's host (crate `docker`), and later Docker Swarm. Core never talks to an engine
+//! the master's host and Docker Swarm (crate `docker`). Core never talks to an engine
 //! itself; it hands a [`RuntimeSpec`] to a [`Runtime`] and reads back [`RuntimeInfo`].
 //!
 //! Every engine object a runtime makes belongs to one instance and one workspace and is
@@ -41,6 +41,10 @@ pub struct MachineSpec {
     pub depends_on: Vec<String>,
     /// The dev machine: where the terminal and exec go by default.
     pub dev: bool,
+    /// Whether the machine mounts the workspace's `/projects` (all do unless the config says
+    /// `"projects": "false"`). On Swarm, the machines that do run on the node of the volume;
+    /// the others go wherever Swarm finds room.
+    pub projects: bool,
 }
 
 /// What to run for one workspace: its machines, in any order (the runtime follows `depends_on`).
@@ -50,6 +54,17 @@ pub struct RuntimeSpec {
     pub machines: Vec<MachineSpec>,
     /// Start from these images (machine name → image) instead: a snapshot restore.
     pub images: BTreeMap<String, String>,
+    /// The node that holds the workspace's `/projects` (Swarm), as the last start recorded it;
+    /// `None` before the first start, and always on a single engine.
+    pub node: Option<String>,
+}
+
+impl RuntimeSpec {
+    /// The memory the machines that mount `/projects` ask for together: what must fit on
+    /// the workspace's node.
+    pub fn projects_memory(&self) -> u64 {
+        self.machines.iter().filter(|m| m.projects).map(|m| m.memory_bytes).sum()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,12 +82,27 @@ pub struct MachineRuntime {
     pub name: String,
     pub container_id: String,
     pub status: MachineStatus,
-    /// The node (engine host) the machine runs on.
+    /// The node (engine host name) the machine runs on.
     pub node: String,
-    /// The machine's address on its workspace network, reachable from the master.
+    /// The node's Swarm id (host names need not be unique); `None` on a single engine.
+    pub node_id: Option<String>,
+    /// The machine's address on its workspace network.
     pub address: Option<String>,
+    /// Where the master reaches a container port when not at `address` (Swarm publishes
+    /// ports on the machine's node): port → `host:port`.
+    pub published: BTreeMap<u16, String>,
     /// Why it is not running, when the engine says (exit code, OOM).
     pub exit_reason: Option<String>,
+}
+
+impl MachineRuntime {
+    /// Where the master reaches the machine's container `port`: `host:port`.
+    pub fn reach(&self, port: u16) -> Option<String> {
+        match self.published.get(&port) {
+            Some(published) => Some(published.clone()),
+            None => self.address.as_ref().map(|a| format!("{a}:{port}")),
+        }
+    }
 }
 
 /// A workspace's runtime as the engine has it now.
@@ -81,6 +111,51 @@ pub struct MachineRuntime {
 pub struct RuntimeInfo {
     pub workspace_id: String,
     pub machines: Vec<MachineRuntime>,
+    /// The node that holds the workspace's `/projects` (Swarm; `None` on a single engine).
+    pub node: Option<String>,
+}
+
+/// Whether Swarm may place new machines on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    Active,
+    /// Runs what it runs; takes nothing new.
+    Pause,
+    /// Takes nothing and runs nothing.
+    Drain,
+}
+
+impl Availability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Pause => "pause",
+            Availability::Drain => "drain",
+        }
+    }
+}
+
+/// A node as the runtime sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    pub id: String,
+    pub hostname: String,
+    /// The address the node is reached at (its Swarm address; the engine's host otherwise).
+    pub address: String,
+    /// `ready`, `down`, `unknown` or `disconnected`, as Swarm says.
+    pub state: String,
+    pub availability: Availability,
+    pub manager: bool,
+    /// Memory in bytes.
+    pub ram_total: u64,
+    /// Memory the machines on the node reserve, in bytes.
+    pub ram_reserved: u64,
+    /// Whether the master has this node's engine (terminal, exec, snapshots, moving files).
+    pub engine: bool,
+    /// Workspaces with a machine on the node.
+    pub workspaces: Vec<String>,
 }
 
 /// Something the engine reports about a workspace while it runs.
@@ -119,6 +194,13 @@ pub enum RuntimeError {
     /// No node has room for the workspace (Swarm).
     #[error("no node has room for this workspace: {0}")]
     NoRoom(String),
+    /// Not possible now or here (a single engine has no nodes to drain, a manager node is
+    /// not removed, a node's engine is not configured): the text says why.
+    #[error("{0}")]
+    Refused(String),
+    /// No such node.
+    #[error("no node '{0}'")]
+    UnknownNode(String),
     /// The workspace, or the named machine of it, is not running.
     #[error("{0} is not running")]
     NotRunning(String),
@@ -129,7 +211,7 @@ pub enum RuntimeError {
     Engine(String),
 }
 
-/// Runs workspaces. Implementations: the local Docker Engine (crate `docker`), Swarm later.
+/// Runs workspaces. Implementations: one Docker Engine, and Docker Swarm (crate `docker`).
 #[async_trait]
 pub trait Runtime: Send + Sync {
     /// `docker` or `swarm`.
@@ -178,7 +260,35 @@ pub trait Runtime: Send + Sync {
 
     /// The memory workspaces run in, in bytes (one engine's, or a swarm's together).
     async fn memory_total(&self) -> Result<u64, RuntimeError>;
+
+    /// Whether some node has room for the workspace now (`NoRoom` says why not). A single
+    /// engine leaves that to the host guard.
+    async fn check_room(&self, _spec: &RuntimeSpec) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// The nodes workspaces run on.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, RuntimeError>;
+
+    /// Sets whether a node (id or unique host name) takes new machines.
+    async fn set_availability(&self, _node: &str, _availability: Availability) -> Result<NodeInfo, RuntimeError> {
+        Err(RuntimeError::Refused(SWARM_ONLY.to_string()))
+    }
+
+    /// Takes a node out of the swarm.
+    async fn remove_node(&self, _node: &str) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Refused(SWARM_ONLY.to_string()))
+    }
+
+    /// What to run on a new host to add it as a node.
+    async fn join_command(&self) -> Result<String, RuntimeError> {
+        Err(RuntimeError::Refused(SWARM_ONLY.to_string()))
+    }
 }
+
+/// Why node operations fail on a single engine.
+pub const SWARM_ONLY: &str =
+    "nodes are managed only with runtime.kind = \"swarm\"; this instance runs one Docker engine";
 
 /// The runtime when no engine could be reached at start-up: every call says why.
 pub struct Unavailable {
@@ -215,6 +325,9 @@ impl Runtime for Unavailable {
         Err(RuntimeError::Engine(self.reason.clone()))
     }
     async fn memory_total(&self) -> Result<u64, RuntimeError> {
+        Err(RuntimeError::Engine(self.reason.clone()))
+    }
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, RuntimeError> {
         Err(RuntimeError::Engine(self.reason.clone()))
     }
     async fn events(&self) -> Result<BoxStream<'static, RuntimeEvent>, RuntimeError> {

@@ -51,8 +51,11 @@ mod events;
 pub mod names;
 pub mod projects_sync;
 mod runtime;
+pub mod swarm;
 pub mod testing;
+pub mod testing_swarm;
 mod volumes;
 
-pub use runtime::{DockerRuntime, DockerSettings};
+pub use runtime::{DockerRuntime, DockerSettings, Endpoint};
+pub use swarm::{SwarmRuntime, SwarmSettings};
 pub use volumes::{ByteStream, HELPER_ROOT, LABEL_HELPER, VolumesHelper};

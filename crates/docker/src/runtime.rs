@@ -20,7 +20,7 @@ use bollard::query_parameters::{
     ResizeExecOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use drydock_core::runtime::{
-    ExecOutput, LABEL_INSTANCE, LABEL_MACHINE, LABEL_WORKSPACE, MachineRuntime, MachineSpec, MachineStatus,
+    Availability, ExecOutput, LABEL_MACHINE, LABEL_WORKSPACE, MachineRuntime, MachineSpec, MachineStatus, NodeInfo,
     PROJECTS_PATH, Runtime, RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeSpec, Terminal,
 };
 use futures::stream::BoxStream;
@@ -63,6 +63,34 @@ impl Default for DockerSettings {
     }
 }
 
+/// Where an engine's API is: `unix:///path` or `tcp://host:port`, the latter with TLS from a
+/// directory holding `ca.pem`, `cert.pem` and `key.pem`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub url: String,
+    pub certs: Option<PathBuf>,
+}
+
+impl Endpoint {
+    fn client(&self) -> Result<Docker, bollard::errors::Error> {
+        const TIMEOUT_SECS: u64 = 120;
+        if let Some(path) = self.url.strip_prefix("unix://") {
+            return Docker::connect_with_socket(path, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION);
+        }
+        match &self.certs {
+            Some(dir) => Docker::connect_with_ssl(
+                &self.url,
+                &dir.join("key.pem"),
+                &dir.join("cert.pem"),
+                &dir.join("ca.pem"),
+                TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            None => Docker::connect_with_http(&self.url, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION),
+        }
+    }
+}
+
 /// Workspaces as containers on one Docker Engine, reached like the `docker` CLI does
 /// (`DOCKER_HOST`, else the local socket), at the API version both sides speak.
 #[derive(Clone)]
@@ -99,11 +127,27 @@ impl DockerRuntime {
     /// Connects to the engine and negotiates the API version; fails with a clear reason when
     /// the engine does not answer.
     pub async fn connect(instance_id: &str, settings: DockerSettings) -> Result<Self, RuntimeError> {
+        Self::connect_to(instance_id, settings, None).await
+    }
+
+    /// Connects to the engine at `endpoint` (the `DOCKER_HOST` default when `None`).
+    pub async fn connect_to(
+        instance_id: &str,
+        settings: DockerSettings,
+        endpoint: Option<&Endpoint>,
+    ) -> Result<Self, RuntimeError> {
         check_instance_id(instance_id)?;
-        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+        let host = match endpoint {
+            Some(endpoint) => endpoint.url.clone(),
+            None => std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string()),
+        };
         let unreachable =
             |why: String| RuntimeError::Engine(format!("the Docker engine at {host} is not reachable: {why}"));
-        let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
+        let docker = match endpoint {
+            None => Docker::connect_with_defaults(),
+            Some(endpoint) => endpoint.client(),
+        }
+        .map_err(|e| unreachable(e.to_string()))?;
         let docker = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
             .await
             .map_err(|_| unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
@@ -175,7 +219,9 @@ impl DockerRuntime {
             container_id: c.id.clone().unwrap_or_default(),
             status: if running { MachineStatus::Running } else { MachineStatus::Stopped },
             node: self.node.clone(),
+            node_id: None,
             address,
+            published: BTreeMap::new(),
             exit_reason,
         };
         Some((workspace, machine))
@@ -345,12 +391,14 @@ impl DockerRuntime {
                 memory_swap: memory,
                 init: Some(true),
                 network_mode: Some(network.clone()),
-                mounts: Some(vec![Mount {
-                    target: Some(PROJECTS_PATH.to_string()),
-                    source: Some(volume_name(&self.instance, workspace)),
-                    typ: Some(MountType::VOLUME),
-                    ..Default::default()
-                }]),
+                mounts: machine.projects.then(|| {
+                    vec![Mount {
+                        target: Some(PROJECTS_PATH.to_string()),
+                        source: Some(volume_name(&self.instance, workspace)),
+                        typ: Some(MountType::VOLUME),
+                        ..Default::default()
+                    }]
+                }),
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {
@@ -463,7 +511,7 @@ impl DockerRuntime {
             return Err(RuntimeError::Engine("a machine's container was removed during the start".to_string()));
         }
         self.own_deaths.release(made.containers.iter().map(String::as_str), checked);
-        Ok(RuntimeInfo { workspace_id: workspace.to_string(), machines })
+        Ok(RuntimeInfo { workspace_id: workspace.to_string(), machines, node: None })
     }
 
     /// Removes what a failed start made; what existed before stays.
@@ -489,28 +537,19 @@ impl DockerRuntime {
         }
     }
 
-    /// The id of a machine's container when it runs, else `NotRunning`.
-    async fn running_container(&self, workspace: &str, machine: &str) -> Result<String, RuntimeError> {
+    /// The id of a machine's container when it runs, else `NotRunning`. Found by its labels,
+    /// so that a Swarm task's container (named by Swarm) is found on its node's engine too.
+    pub(crate) async fn running_container(&self, workspace: &str, machine: &str) -> Result<String, RuntimeError> {
         let not_running = || RuntimeError::NotRunning(format!("machine {machine} of workspace {workspace}"));
         if check_name_part("workspace id", workspace).is_err() || check_name_part("machine", machine).is_err() {
             return Err(not_running());
         }
-        let name = container_name(&self.instance, workspace, machine);
-        let container = match self.docker.inspect_container(&name, None).await {
-            Ok(c) => c,
-            Err(e) if not_found(&e) => return Err(not_running()),
-            Err(e) => return Err(engine(e)),
-        };
-        let ours = container
-            .config
-            .as_ref()
-            .and_then(|c| c.labels.as_ref())
-            .is_some_and(|l| l.get(LABEL_INSTANCE) == Some(&self.instance));
-        let running = container.state.as_ref().and_then(|s| s.running).unwrap_or(false);
-        match container.id {
-            Some(id) if ours && running => Ok(id),
-            _ => Err(not_running()),
-        }
+        let mut filters = label_filters(&self.instance, Some(workspace));
+        filters.entry("label".to_string()).or_default().push(format!("{LABEL_MACHINE}={machine}"));
+        filters.insert("status".to_string(), vec!["running".to_string()]);
+        let options = ListContainersOptionsBuilder::default().filters(&filters).build();
+        let list = self.docker.list_containers(Some(options)).await.map_err(engine)?;
+        list.into_iter().find_map(|c| c.id).ok_or_else(not_running)
     }
 
     /// An exec's exit code, once the engine has it (it may lag the end of the output a moment).
@@ -562,7 +601,7 @@ impl ImageCommand {
 }
 
 /// An image reference as the pull API wants it: repository and tag (or digest).
-fn split_reference(image: &str) -> (String, String) {
+pub(crate) fn split_reference(image: &str) -> (String, String) {
     if let Some((repository, digest)) = image.split_once('@') {
         return (repository.to_string(), digest.to_string());
     }
@@ -574,7 +613,7 @@ fn split_reference(image: &str) -> (String, String) {
 }
 
 /// The machines in start order: every machine after the machines it depends on.
-fn start_order(machines: &[MachineSpec]) -> Result<Vec<&MachineSpec>, RuntimeError> {
+pub(crate) fn start_order(machines: &[MachineSpec]) -> Result<Vec<&MachineSpec>, RuntimeError> {
     let mut by_name: BTreeMap<&str, &MachineSpec> = BTreeMap::new();
     for machine in machines {
         if by_name.insert(machine.name.as_str(), machine).is_some() {
@@ -705,10 +744,11 @@ impl Runtime for DockerRuntime {
     async fn inspect(&self, workspace_id: &str) -> Result<Option<RuntimeInfo>, RuntimeError> {
         let ids = self.container_ids(Some(workspace_id)).await?;
         let containers = self.inspect_all(&ids).await?;
-        Ok(self
-            .group(&containers)
-            .remove(workspace_id)
-            .map(|machines| RuntimeInfo { workspace_id: workspace_id.to_string(), machines }))
+        Ok(self.group(&containers).remove(workspace_id).map(|machines| RuntimeInfo {
+            workspace_id: workspace_id.to_string(),
+            machines,
+            node: None,
+        }))
     }
 
     async fn list(&self) -> Result<Vec<RuntimeInfo>, RuntimeError> {
@@ -717,7 +757,7 @@ impl Runtime for DockerRuntime {
         Ok(self
             .group(&containers)
             .into_iter()
-            .map(|(workspace_id, machines)| RuntimeInfo { workspace_id, machines })
+            .map(|(workspace_id, machines)| RuntimeInfo { workspace_id, machines, node: None })
             .collect())
     }
 
@@ -880,6 +920,32 @@ impl Runtime for DockerRuntime {
             .ok_or_else(|| RuntimeError::Engine("the engine does not report its memory".to_string()))
     }
 
+    /// The one engine, as the only node: its machines' memory limits count as reserved.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, RuntimeError> {
+        let info = self.docker.info().await.map_err(engine)?;
+        let ids = self.container_ids(None).await?;
+        let containers = self.inspect_all(&ids).await?;
+        let running = containers.iter().filter(|c| c.state.as_ref().and_then(|s| s.running).unwrap_or(false));
+        let ram_reserved =
+            running.clone().filter_map(|c| c.host_config.as_ref()?.memory).filter_map(|m| u64::try_from(m).ok()).sum();
+        let mut workspaces: Vec<String> =
+            running.filter_map(|c| c.config.as_ref()?.labels.as_ref()?.get(LABEL_WORKSPACE).cloned()).collect();
+        workspaces.sort();
+        workspaces.dedup();
+        Ok(vec![NodeInfo {
+            id: info.id.unwrap_or_default(),
+            hostname: self.node.clone(),
+            address: std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string()),
+            state: "ready".to_string(),
+            availability: Availability::Active,
+            manager: true,
+            ram_total: info.mem_total.and_then(|m| u64::try_from(m).ok()).unwrap_or(0),
+            ram_reserved,
+            engine: true,
+            workspaces,
+        }])
+    }
+
     async fn events(&self) -> Result<BoxStream<'static, RuntimeEvent>, RuntimeError> {
         self.docker.ping().await.map_err(engine)?;
         Ok(machine_deaths(self.docker.clone(), self.instance.clone(), self.own_deaths.clone()))
@@ -901,6 +967,7 @@ mod tests {
             ports: vec![],
             depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
             dev: false,
+            projects: true,
         }
     }
 

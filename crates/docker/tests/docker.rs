@@ -76,11 +76,12 @@ fn machine(name: &str, image: &str) -> MachineSpec {
         ports: Vec::new(),
         depends_on: Vec::new(),
         dev: false,
+        projects: true,
     }
 }
 
 fn spec(workspace: &str, machines: Vec<MachineSpec>) -> RuntimeSpec {
-    RuntimeSpec { workspace_id: workspace.to_string(), machines, images: BTreeMap::new() }
+    RuntimeSpec { workspace_id: workspace.to_string(), machines, images: BTreeMap::new(), node: None }
 }
 
 fn words(line: &[&str]) -> Vec<String> {

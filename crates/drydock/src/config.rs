@@ -228,6 +228,16 @@ fn validate(loaded: &Loaded) -> Result<()> {
     for key in &c.license.trusted_keys {
         drydock_core::license::parse_public_key(key).map_err(|e| bad("license.trusted_keys", e.to_string()))?;
     }
+    let endpoints = c.runtime.node_endpoints().map_err(|e| bad("runtime.nodes", e))?;
+    if endpoints.values().any(|e| e.starts_with("tcp://")) && c.runtime.node_certs.trim().is_empty() {
+        return Err(bad(
+            "runtime.nodes",
+            "a tcp:// endpoint needs TLS: put ca.pem, cert.pem and key.pem in runtime.node_certs".into(),
+        ));
+    }
+    if c.runtime.registry.contains("://") || c.runtime.registry.contains('/') {
+        return Err(bad("runtime.registry", format!("'{}' is not host:port", c.runtime.registry)));
+    }
     if c.backup.dir.trim().is_empty() {
         return Err(bad("backup.dir", "must name a directory".into()));
     }

@@ -56,6 +56,10 @@ enum Command {
     /// Manage workspaces: list, create, start, stop, delete, exec, snapshot, ssh (through the running server).
     #[command(subcommand)]
     Workspace(cmd::workspace::WorkspaceCommand),
+    /// Nodes (Docker hosts) workspaces run on: list, join-command, drain, activate, remove
+    /// (through the running server).
+    #[command(subcommand)]
+    Node(cmd::node::NodeCommand),
     /// Upgrade the instance to this drydock: checks, maintenance, backup, migrations, restart
     /// (`--plan` shows what it would do).
     Upgrade(cmd::upgrade::UpgradeArgs),
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
             Command::Token(c) => cmd::token::run(&dir, c).await,
             Command::Workspace(c) => cmd::workspace::run(&dir, c).await,
             Command::Limits(c) => cmd::limits::run(&dir, c).await,
+            Command::Node(c) => cmd::node::run(&dir, c).await,
             Command::Backup(args) => cmd::backup::backup(&dir, &args).await,
             Command::Restore(args) => cmd::backup::restore(&dir, &args).await,
             Command::Maintenance(c) => cmd::maintenance::run(&dir, c).await,

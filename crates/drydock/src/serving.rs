@@ -174,7 +174,7 @@ impl Serving {
         // first needed (and in the background below).
         let mirror = StandbyDir::of(dir).mirror();
         let seed = mirror.exists().then_some(mirror);
-        let (runtime, engine) = wiring::open_runtime(&self.instance_id, config, seed.clone()).await;
+        let (runtime, engine) = wiring::open_runtime(dir, &self.instance_id, config, seed.clone()).await;
         let drydock = Arc::new(Drydock::new(store.clone(), config, Arc::new(SystemClock), runtime));
         let instance = wiring::ops_instance(dir, config)?;
         let source = PrimarySource::open(instance.clone(), engine.clone())
@@ -297,7 +297,8 @@ impl Serving {
             }
         };
         let (applied_tx, mut applied) = watch::channel(0u64);
-        let engine = if follow.images { wiring::open_runtime(&self.instance_id, config, None).await.1 } else { None };
+        let engine =
+            if follow.images { wiring::open_runtime(&self.dir, &self.instance_id, config, None).await.1 } else { None };
         let follower = match Follower::new(
             self.dir.clone(),
             follow.clone(),

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use drydock_core::config::RuntimeKind;
 use drydock_core::runtime::{Runtime, Unavailable};
 use drydock_core::{Config, Store};
-use drydock_docker::{DockerRuntime, DockerSettings};
+use drydock_docker::{DockerRuntime, DockerSettings, Endpoint, SwarmRuntime, SwarmSettings};
 use drydock_ops::versions::{self, SCHEMA, Standing, VERSION};
 use drydock_store::{StoreOptions, connect, describe_url, resolve_url};
 
@@ -125,28 +126,55 @@ pub fn check_instance_version(dir: &DataDir) -> Result<()> {
     }
 }
 
-/// The Docker Engine that runs workspaces (and the same engine for backups of their files).
-/// Without one the server still serves everything else, and every workspace start says why
-/// it cannot run.
+/// What runs workspaces: the local Docker engine, or the Swarm it manages
+/// (`runtime.kind`); the second value is the local engine, for backups of workspace files.
+/// Without an engine the server still serves everything else, and every workspace start
+/// says why it cannot run.
 ///
 /// `projects_seed` is a promoted standby's copy of the workspaces' files: a workspace whose
 /// volume does not exist yet gets them when it is created.
 pub async fn open_runtime(
+    dir: &DataDir,
     instance_id: &str,
     config: &Config,
     projects_seed: Option<std::path::PathBuf>,
 ) -> (Arc<dyn Runtime>, Option<DockerRuntime>) {
     let settings = DockerSettings { pull_timeout: config.runtime.pull_timeout.0, projects_seed, ..Default::default() };
-    match DockerRuntime::connect(instance_id, settings).await {
-        Ok(runtime) => {
+    let opened = match config.runtime.kind {
+        RuntimeKind::Docker => DockerRuntime::connect(instance_id, settings).await.map(|runtime| {
             tracing::info!(node = runtime.node(), "workspaces run on the Docker engine");
-            (Arc::new(runtime.clone()), Some(runtime))
+            (Arc::new(runtime.clone()) as Arc<dyn Runtime>, Some(runtime))
+        }),
+        RuntimeKind::Swarm => {
+            let settings = swarm_settings(dir, config, settings);
+            SwarmRuntime::connect(instance_id, settings).await.map(|runtime| {
+                tracing::info!(manager = runtime.manager_node(), "workspaces run on the Docker Swarm");
+                let local = runtime.manager().clone();
+                (Arc::new(runtime) as Arc<dyn Runtime>, Some(local))
+            })
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "workspaces cannot run");
-            (Arc::new(Unavailable { reason: e.to_string() }), None)
-        }
-    }
+    };
+    opened.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "workspaces cannot run");
+        (Arc::new(Unavailable { reason: e.to_string() }), None)
+    })
+}
+
+/// The Swarm settings of the config (checked when it was loaded).
+fn swarm_settings(dir: &DataDir, config: &Config, docker: DockerSettings) -> SwarmSettings {
+    let certs = (!config.runtime.node_certs.trim().is_empty()).then(|| dir.root.join(config.runtime.node_certs.trim()));
+    let engines = config
+        .runtime
+        .node_endpoints()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(node, url)| {
+            let certs = url.starts_with("tcp://").then(|| certs.clone()).flatten();
+            (node, Endpoint { url, certs })
+        })
+        .collect();
+    let registry = Some(config.runtime.registry.trim().to_string()).filter(|r| !r.is_empty());
+    SwarmSettings { docker, engines, registry }
 }
 
 /// The instance as backup and restore see it.

@@ -169,8 +169,9 @@ async fn a_mirror_follows_a_volume_and_seeds_a_new_one() {
         ports: Vec::new(),
         depends_on: Vec::new(),
         dev: true,
+        projects: true,
     };
-    let spec = RuntimeSpec { workspace_id: WS.to_string(), machines: vec![dev], images: BTreeMap::new() };
+    let spec = RuntimeSpec { workspace_id: WS.to_string(), machines: vec![dev], images: BTreeMap::new(), node: None };
     primary.start(&spec, &|_| {}).await.unwrap();
     let command = "echo 'fn main() { println!(); }' > /projects/src/main.rs && rm /projects/docs/old.txt \
                    && echo added > /projects/docs/new.txt";

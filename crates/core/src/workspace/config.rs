@@ -108,6 +108,20 @@ impl MachineConfig {
         }
     }
 
+    /// Whether the machine mounts `/projects`: yes unless `attributes.projects` is `"false"`.
+    pub fn mounts_projects(&self, machine: &str) -> Result<bool> {
+        match self.attributes.get("projects") {
+            None | Some(Value::Null) => Ok(true),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::String(s)) if s == "true" => Ok(true),
+            Some(Value::String(s)) if s == "false" => Ok(false),
+            Some(other) => Err(Error::invalid(
+                &format!("machines.{machine}.attributes.projects"),
+                format!("must be \"true\" or \"false\", not {other}"),
+            )),
+        }
+    }
+
     /// Whether the config marks this machine as the dev machine.
     pub fn marked_dev(&self) -> bool {
         let dev_attribute = matches!(self.attributes.get("dev"), Some(Value::String(s)) if s == "true")

@@ -56,6 +56,9 @@ pub struct ServerUrl {
 pub struct MachineState {
     pub status: String,
     pub node: String,
+    /// The Swarm node's id (host names need not be unique).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
     #[serde(default)]
     pub servers: BTreeMap<String, ServerUrl>,
 }

@@ -39,6 +39,8 @@ pub const SET_PERMISSIONS: &str = "setPermissions";
 pub const DELETE: &str = "delete";
 /// The attribute that records the latest snapshot: machine name → image, as JSON.
 pub const SNAPSHOT_ATTRIBUTE: &str = "snapshot";
+/// The attribute recording the node that holds the workspace's `/projects` (Swarm).
+pub const NODE_ATTRIBUTE: &str = "node";
 
 #[derive(Debug, Clone)]
 pub struct WorkspaceSettings {
@@ -473,6 +475,20 @@ impl Workspaces {
             ram_mb: spec::ram_mb(&machines),
             host_cap_mb: self.host_cap_mb().await,
         };
+        let spec = RuntimeSpec {
+            workspace_id: workspace.id.clone(),
+            machines,
+            images,
+            node: workspace.attributes.get(NODE_ATTRIBUTE).cloned(),
+        };
+        match self.runtime.check_room(&spec).await {
+            Ok(()) => {}
+            Err(RuntimeError::NoRoom(detail)) if caller.has_system(MANAGE_SYSTEM) => {
+                return Err(Error::Conflict(format!("{OUT_OF_RESOURCES} {detail}")));
+            }
+            Err(RuntimeError::NoRoom(_)) => return Err(Error::Conflict(OUT_OF_RESOURCES.to_string())),
+            Err(e) => return Err(runtime_error(e)),
+        }
         let admit = |usage: &crate::store::Usage| limits::admit_start(&owner_limits, usage, &request);
         let event = self
             .event(caller.into(), "workspace.start", &workspace)
@@ -484,7 +500,6 @@ impl Workspaces {
         }
         self.emit(&workspace.id, "status", Some(WorkspaceStatus::Starting), format!("starting environment {env}"));
         let this = self.clone();
-        let spec = RuntimeSpec { workspace_id: workspace.id.clone(), machines, images };
         let started = workspace.clone();
         tokio::spawn(async move { this.finish_start(started, env, spec).await });
         Ok(workspace)
@@ -521,6 +536,9 @@ impl Workspaces {
         workspace.attributes.insert("updated".into(), self.now_text());
         match result {
             Ok(info) => {
+                if let Some(node) = &info.node {
+                    workspace.attributes.insert(NODE_ATTRIBUTE.into(), node.clone());
+                }
                 workspace.status = WorkspaceStatus::Running;
                 workspace.runtime = Some(runtime_state(&workspace, &env, &info));
                 match self.store.transition_workspace(&workspace, &[WorkspaceStatus::Starting], None).await {
@@ -802,9 +820,9 @@ impl Workspaces {
         let info = self.runtime.inspect(&workspace.id).await.map_err(runtime_error)?;
         let address = info
             .and_then(|i| i.machines.into_iter().find(|m| m.name == machine))
-            .and_then(|m| m.address)
-            .ok_or_else(|| Error::Conflict(format!("machine {machine} has no address on its network")))?;
-        Ok((workspace.id, format!("{address}:{port}")))
+            .and_then(|m| m.reach(port))
+            .ok_or_else(|| Error::Conflict(format!("machine {machine} has no address the master reaches")))?;
+        Ok((workspace.id, address))
     }
 
     /// The machine a terminal or exec goes to: the one named, else the dev machine.
@@ -1090,11 +1108,16 @@ fn runtime_state(workspace: &Workspace, env: &str, info: &RuntimeInfo) -> Worksp
                 MachineStatus::Running => "RUNNING",
                 MachineStatus::Stopped => "STOPPED",
             };
-            (m.name.clone(), MachineState { status: status.into(), node: m.node.clone(), servers })
+            let state =
+                MachineState { status: status.into(), node: m.node.clone(), node_id: m.node_id.clone(), servers };
+            (m.name.clone(), state)
         })
         .collect();
     WorkspaceRuntime { active_env: env.to_string(), machines }
 }
+
+/// What a user whose start no node has room for is told (administrators also get why).
+pub const OUT_OF_RESOURCES: &str = "The system is out of resources. Please contact your system admin.";
 
 /// Engine failures as the API reports them: a machine that is not running is a conflict,
 /// a command that ran too long a timeout, anything else the engine's reason.
@@ -1102,9 +1125,9 @@ pub fn runtime_error(e: RuntimeError) -> Error {
     match e {
         RuntimeError::NotRunning(what) => Error::Conflict(format!("{what} is not running")),
         RuntimeError::Timeout(d) => Error::Conflict(format!("the command did not finish within {} s", d.as_secs())),
-        RuntimeError::NoRoom(detail) => {
-            Error::Conflict(format!("The system is out of resources. Please contact your system admin. ({detail})"))
-        }
+        RuntimeError::NoRoom(detail) => Error::Conflict(format!("{OUT_OF_RESOURCES} ({detail})")),
+        RuntimeError::Refused(why) => Error::Conflict(why),
+        RuntimeError::UnknownNode(node) => Error::NotFound(format!("no node '{node}'")),
         other => Error::Unavailable(format!("the workspace engine failed: {other}")),
     }
 }

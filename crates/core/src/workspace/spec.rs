@@ -65,6 +65,7 @@ pub fn machines(config: &WorkspaceConfig, env_name: &str, default_memory: u64) -
                 ports: Vec::new(),
                 depends_on: Vec::new(),
                 dev: false,
+                projects: true,
             }]
         }
         RECIPE_COMPOSE => {
@@ -89,6 +90,7 @@ pub fn machines(config: &WorkspaceConfig, env_name: &str, default_memory: u64) -
                     ports: s.expose,
                     depends_on: s.depends_on,
                     dev: false,
+                    projects: true,
                     name,
                 })
                 .collect()
@@ -109,6 +111,7 @@ pub fn machines(config: &WorkspaceConfig, env_name: &str, default_memory: u64) -
         if let Some(bytes) = machine.memory_limit_bytes(&name)? {
             spec.memory_bytes = bytes;
         }
+        spec.projects = machine.mounts_projects(&name)?;
         spec.env.extend(machine.env.clone());
         for (server, config) in &machine.servers {
             let port = config.container_port(&format!("machines.{name}.servers.{server}.port"))?;
@@ -120,6 +123,12 @@ pub fn machines(config: &WorkspaceConfig, env_name: &str, default_memory: u64) -
     let dev = dev_machine(config, env_name, &specs);
     for spec in &mut specs {
         spec.dev = Some(spec.name.as_str()) == dev.as_deref();
+        if spec.dev && !spec.projects {
+            return Err(Error::invalid(
+                &format!("machines.{}.attributes.projects", spec.name),
+                "the dev machine always holds /projects",
+            ));
+        }
     }
     check_dependencies(&specs)?;
     Ok(specs)
@@ -211,6 +220,25 @@ mod tests {
         unmarked.environments.get_mut("e").unwrap().machines.clear();
         let m = machines(&unmarked, "e", MB).unwrap();
         assert!(m.iter().find(|s| s.name == "app").unwrap().dev);
+    }
+
+    #[test]
+    fn machines_may_go_without_projects_but_the_dev_machine_not() {
+        let recipe = serde_json::json!({"type": "compose",
+            "content": "services:\n  app:\n    image: busybox\n  db:\n    image: busybox\n"});
+        let c = config(serde_json::json!({"name": "two", "defaultEnv": "e", "environments": {"e": {
+            "recipe": recipe, "machines": {"db": {"attributes": {"projects": "false"}}}}}}));
+        let m = machines(&c, "e", MB).unwrap();
+        let projects: Vec<(&str, bool)> = m.iter().map(|s| (s.name.as_str(), s.projects)).collect();
+        assert_eq!(projects, [("app", true), ("db", false)]);
+        let dev = config(serde_json::json!({"name": "two", "defaultEnv": "e", "environments": {"e": {
+            "recipe": recipe, "machines": {"app": {"attributes": {"projects": false}}}}}}));
+        let e = machines(&dev, "e", MB).unwrap_err().to_string();
+        assert!(e.contains("machines.app.attributes.projects"), "{e}");
+        let bad = config(serde_json::json!({"name": "two", "defaultEnv": "e", "environments": {"e": {
+            "recipe": recipe, "machines": {"db": {"attributes": {"projects": "no"}}}}}}));
+        let e = machines(&bad, "e", MB).unwrap_err().to_string();
+        assert!(e.contains("machines.db.attributes.projects"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod init;
 pub mod license;
 pub mod limits;
 pub mod maintenance;
+pub mod node;
 pub mod standby;
 pub mod start;
 pub mod status;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod workspace_story;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -5,6 +5,7 @@ mod audit_log;
 mod audit_report;
 mod auth;
 mod license;
+mod nodes;
 mod permissions;
 mod replication;
 mod resources;
@@ -43,6 +44,7 @@ use crate::error::ApiError;
         (name = "workspaces", description = "Workspaces in Codenvy's shapes"),
         (name = "resources", description = "Per-user resource limits (Codenvy's Resource API)"),
         (name = "system", description = "Health, state, maintenance mode and metrics"),
+        (name = "nodes", description = "The Docker hosts workspaces run on"),
         (name = "audit", description = "The audit report and the audit log"),
         (name = "license", description = "The license: Fair Source or a signed paid license, seats, legality"),
         (name = "replication", description = "The primary's side of a standby's following (the replication token)"),
@@ -105,6 +107,11 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(system::maintenance, system::begin_maintenance, system::end_maintenance))
         .routes(routes!(system::start_backup))
         .routes(routes!(system::backups))
+        .routes(routes!(nodes::list))
+        .routes(routes!(nodes::script))
+        .routes(routes!(nodes::drain))
+        .routes(routes!(nodes::activate))
+        .routes(routes!(nodes::remove))
         .routes(routes!(audit_log::events))
         .routes(routes!(audit_log::export))
         .routes(routes!(audit_log::verify))
