@@ -53,6 +53,7 @@ pub mod projects_sync;
 mod runtime;
 pub mod swarm;
 pub mod testing;
+pub mod testing_registry;
 pub mod testing_swarm;
 mod volumes;
 

@@ -168,6 +168,12 @@ impl DockerRuntime {
         &self.instance
     }
 
+    /// The engine's own id (`docker info`'s `ID`): tells two endpoints of one engine apart.
+    pub async fn engine_id(&self) -> Result<String, RuntimeError> {
+        let info = self.docker.info().await.map_err(engine)?;
+        Ok(info.id.unwrap_or_default())
+    }
+
     /// The engine's host name (`docker info`'s `Name`): the node every machine runs on.
     pub fn node(&self) -> &str {
         &self.node
@@ -365,11 +371,6 @@ impl DockerRuntime {
         let network = network_name(&self.instance, workspace);
         let memory = (machine.memory_bytes > 0).then(|| i64::try_from(machine.memory_bytes).unwrap_or(i64::MAX));
         let ports: Vec<String> = machine.ports.iter().map(|p| format!("{p}/tcp")).collect();
-        let argv = command.effective(machine);
-        let waits_for_tty = argv.first().is_some_and(|program| {
-            let program = program.rsplit('/').next().unwrap_or(program);
-            SHELLS.contains(&program) && argv[1..].iter().all(|a| a.starts_with('-') && a != "-c")
-        });
         ContainerCreateBody {
             image: Some(image.to_string()),
             hostname: Some(machine.name.clone()),
@@ -385,7 +386,7 @@ impl DockerRuntime {
             attach_stdin: Some(false),
             attach_stdout: Some(false),
             attach_stderr: Some(false),
-            stop_signal: waits_for_tty.then(|| "SIGHUP".to_string()),
+            stop_signal: command.stop_signal(machine),
             host_config: Some(HostConfig {
                 memory,
                 memory_swap: memory,
@@ -577,13 +578,13 @@ struct Made {
 
 /// An image's own entrypoint and command.
 #[derive(Debug, Clone, Default)]
-struct ImageCommand {
+pub(crate) struct ImageCommand {
     entrypoint: Vec<String>,
     cmd: Vec<String>,
 }
 
 impl ImageCommand {
-    fn of(config: Option<bollard::models::ImageConfig>) -> Self {
+    pub(crate) fn of(config: Option<bollard::models::ImageConfig>) -> Self {
         let config = config.unwrap_or_default();
         ImageCommand { entrypoint: config.entrypoint.unwrap_or_default(), cmd: config.cmd.unwrap_or_default() }
     }
@@ -597,6 +598,17 @@ impl ImageCommand {
             None => (self.entrypoint.clone(), machine.command.clone().unwrap_or_else(|| self.cmd.clone())),
         };
         entrypoint.into_iter().chain(cmd).collect()
+    }
+
+    /// `SIGHUP` for a machine whose command is a shell waiting on its TTY (it ignores
+    /// SIGTERM); `None` keeps the image's stop signal.
+    pub(crate) fn stop_signal(&self, machine: &MachineSpec) -> Option<String> {
+        let argv = self.effective(machine);
+        let waits_for_tty = argv.first().is_some_and(|program| {
+            let program = program.rsplit('/').next().unwrap_or(program);
+            SHELLS.contains(&program) && argv[1..].iter().all(|a| a.starts_with('-') && a != "-c")
+        });
+        waits_for_tty.then(|| "SIGHUP".to_string())
     }
 }
 

@@ -24,6 +24,7 @@
 //!   a task of a live service that stopped running is a death.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,7 @@ use bollard::query_parameters::{
     DeleteNodeOptionsBuilder, ListNodesOptions, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
     PushImageOptionsBuilder, TagImageOptionsBuilder, UpdateNodeOptionsBuilder,
 };
+use drydock_core::config::RuntimeConfig;
 use drydock_core::runtime::{
     Availability, ExecOutput, LABEL_MACHINE, LABEL_WORKSPACE, MachineRuntime, MachineStatus, NodeInfo, PROJECTS_PATH,
     Runtime, RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeSpec, Terminal,
@@ -49,7 +51,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::error::{engine, gone_or_going, not_found, reason};
 use crate::events::exit_reason;
 use crate::names::{check_name_part, container_name, label_filters, labels, network_name, volume_name};
-use crate::runtime::{DockerRuntime, DockerSettings, Endpoint, start_order};
+use crate::runtime::{DockerRuntime, DockerSettings, Endpoint, ImageCommand, start_order};
 
 /// How drydock runs workspaces on a swarm.
 #[derive(Debug, Clone, Default)]
@@ -59,6 +61,38 @@ pub struct SwarmSettings {
     pub engines: BTreeMap<String, Endpoint>,
     /// `host:port` of the registry nodes pull from.
     pub registry: Option<String>,
+}
+
+impl SwarmSettings {
+    /// The Swarm settings of `runtime.*` (checked when the config was loaded); relative
+    /// paths are relative to the data dir.
+    pub fn from_config(config: &RuntimeConfig, data_root: &Path, docker: DockerSettings) -> SwarmSettings {
+        let certs = Some(config.node_certs.trim()).filter(|c| !c.is_empty()).map(|c| data_root.join(c));
+        let engines = config
+            .node_endpoints()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(node, url)| {
+                let certs = url.starts_with("tcp://").then(|| certs.clone()).flatten();
+                (node, Endpoint { url, certs })
+            })
+            .collect();
+        let registry = Some(config.registry.trim().to_string()).filter(|r| !r.is_empty());
+        SwarmSettings { docker, engines, registry }
+    }
+
+    /// The engines of every node `runtime.nodes` lists, connected; one that does not answer
+    /// is an error naming it.
+    pub async fn node_engines(&self, instance_id: &str) -> Result<Vec<DockerRuntime>, RuntimeError> {
+        let mut engines = Vec::with_capacity(self.engines.len());
+        for (node, endpoint) in &self.engines {
+            let engine = DockerRuntime::connect_to(instance_id, self.docker.clone(), Some(endpoint))
+                .await
+                .map_err(|e| RuntimeError::Engine(format!("node {node}: {e}")))?;
+            engines.push(engine);
+        }
+        Ok(engines)
+    }
 }
 
 /// How often the event stream looks at the tasks.
@@ -471,32 +505,14 @@ impl SwarmRuntime {
         if image.starts_with(&format!("{registry}/")) {
             return Ok(image.to_string());
         }
-        let (repository, tag) = crate::runtime::split_reference(image);
-        let target = format!("{registry}/{repository}");
         match self.docker().inspect_image(image).await {
             Ok(_) => {}
             // Not here: the nodes pull the registry's copy, if it has one.
-            Err(e) if not_found(&e) => return Ok(format!("{target}:{tag}")),
+            Err(e) if not_found(&e) => return Ok(in_registry(registry, image)),
             Err(e) => return Err(engine(e)),
         }
-        let options = TagImageOptionsBuilder::default().repo(&target).tag(&tag).build();
-        self.docker().tag_image(image, Some(options)).await.map_err(engine)?;
         progress(format!("image {image}: pushing to {registry}"));
-        let options = PushImageOptionsBuilder::default().tag(&tag).build();
-        self.docker()
-            .push_image(&target, Some(options), None)
-            .try_for_each(|info| async move {
-                match info.error_detail.and_then(|d| d.message) {
-                    Some(message) => Err(bollard::errors::Error::DockerStreamError { error: message }),
-                    None => Ok(()),
-                }
-            })
-            .await
-            .map_err(|e| RuntimeError::ImageUnavailable {
-                image: image.to_string(),
-                reason: format!("pushing it to the registry {registry}: {}", reason(&e)),
-            })?;
-        Ok(format!("{target}:{tag}"))
+        self.manager.push_to(registry, image).await
     }
 
     fn service_spec(
@@ -505,6 +521,7 @@ impl SwarmRuntime {
         machine: &drydock_core::runtime::MachineSpec,
         image: &str,
         node: &str,
+        command: &ImageCommand,
     ) -> ServiceSpec {
         let memory = (machine.memory_bytes > 0).then(|| i64::try_from(machine.memory_bytes).unwrap_or(i64::MAX));
         let mounts = machine.projects.then(|| {
@@ -542,6 +559,8 @@ impl SwarmRuntime {
                     tty: Some(true),
                     open_stdin: Some(true),
                     init: Some(true),
+                    stop_signal: command.stop_signal(machine),
+                    stop_grace_period: i64::try_from(self.settings.docker.stop_timeout.as_nanos()).ok(),
                     mounts,
                     ..Default::default()
                 }),
@@ -714,7 +733,13 @@ impl SwarmRuntime {
             let m = machine.name.as_str();
             let configured = spec.images.get(m).unwrap_or(&machine.image);
             let image = self.service_image(configured, progress).await?;
-            let service = self.service_spec(workspace, machine, &image, &node.id);
+            // The image's command decides the stop signal; an image only the nodes have
+            // keeps its own.
+            let command = match self.docker().inspect_image(&image).await {
+                Ok(found) => ImageCommand::of(found.config),
+                Err(_) => ImageCommand::default(),
+            };
+            let service = self.service_spec(workspace, machine, &image, &node.id, &command);
             let name = service.name.clone().unwrap_or_default();
             self.claim(&name);
             self.docker()
@@ -755,6 +780,37 @@ impl SwarmRuntime {
         let found = machines.into_iter().find(|m| m.name == machine && m.status == MachineStatus::Running);
         let node = found.and_then(|m| m.node_id).ok_or_else(not_running)?;
         self.engine_for(&node, what).await
+    }
+}
+
+/// The name of an image's copy in the registry: `<registry>/<repository>:<tag>`.
+fn in_registry(registry: &str, image: &str) -> String {
+    let (repository, tag) = crate::runtime::split_reference(image);
+    format!("{registry}/{repository}:{tag}")
+}
+
+impl DockerRuntime {
+    /// Tags an image of this engine for the registry and pushes it there; its new name.
+    pub(crate) async fn push_to(&self, registry: &str, image: &str) -> Result<String, RuntimeError> {
+        let target = in_registry(registry, image);
+        let (repository, tag) = crate::runtime::split_reference(&target);
+        let options = TagImageOptionsBuilder::default().repo(&repository).tag(&tag).build();
+        self.docker.tag_image(image, Some(options)).await.map_err(engine)?;
+        let options = PushImageOptionsBuilder::default().tag(&tag).build();
+        self.docker
+            .push_image(&repository, Some(options), None)
+            .try_for_each(|info| async move {
+                match info.error_detail.and_then(|d| d.message) {
+                    Some(message) => Err(bollard::errors::Error::DockerStreamError { error: message }),
+                    None => Ok(()),
+                }
+            })
+            .await
+            .map_err(|e| RuntimeError::ImageUnavailable {
+                image: image.to_string(),
+                reason: format!("pushing it to the registry {registry}: {}", reason(&e)),
+            })?;
+        Ok(target)
     }
 }
 
@@ -898,7 +954,14 @@ impl Runtime for SwarmRuntime {
         let mut images = BTreeMap::new();
         for node in nodes {
             let engine = self.engine_for(&node, "a snapshot").await?;
-            images.extend(engine.snapshot(workspace_id).await?);
+            for (machine, image) in engine.snapshot(workspace_id).await? {
+                // In the registry, a restore can start the machine on any node.
+                let image = match &self.settings.registry {
+                    Some(registry) => engine.push_to(registry, &image).await?,
+                    None => image,
+                };
+                images.insert(machine, image);
+            }
         }
         Ok(images)
     }

@@ -12,6 +12,7 @@ use drydock_core::runtime::{
 };
 use drydock_docker::names::{network_name, volume_name};
 use drydock_docker::testing::{self, InstanceGuard};
+use drydock_docker::testing_registry::TestRegistry;
 use drydock_docker::testing_swarm::TestSwarm;
 use drydock_docker::{DockerSettings, SwarmRuntime, SwarmSettings};
 use futures::StreamExt;
@@ -34,6 +35,10 @@ impl Fixture {
 }
 
 async fn fixture(test: &str) -> Option<Fixture> {
+    fixture_with(test, None).await
+}
+
+async fn fixture_with(test: &str, registry: Option<String>) -> Option<Fixture> {
     if !std::path::Path::new(testing::BUSYBOX).exists() || !std::path::Path::new("/var/run/docker.sock").exists() {
         let why = "no Docker engine or no /bin/busybox";
         assert!(!testing::required(), "{test}: {why} (required under CI=true)");
@@ -45,6 +50,7 @@ async fn fixture(test: &str) -> Option<Fixture> {
     let guard = InstanceGuard::new(&instance);
     let settings = SwarmSettings {
         docker: DockerSettings { pull_timeout: Duration::from_secs(20), ..DockerSettings::default() },
+        registry,
         ..SwarmSettings::default()
     };
     let runtime = SwarmRuntime::connect(&instance, settings).await.unwrap();
@@ -243,4 +249,51 @@ async fn workspaces_run_as_services_on_the_swarm() {
         testing::instance_objects(f.instance()).await.unwrap().is_empty().then_some(())
     })
     .await;
+}
+
+/// The image a workspace's service names.
+fn service_image(instance: &str, ws: &str, machine: &str) -> String {
+    let service = format!("drydock-{instance}-{ws}-{machine}");
+    let out = std::process::Command::new("docker")
+        .args(["service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", &service])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// With a registry, images and snapshots go through it, so any node can pull them.
+#[tokio::test]
+async fn images_and_snapshots_go_through_the_registry() {
+    let registry = match TestRegistry::start("127.0.0.1") {
+        Ok(registry) => registry,
+        Err(e) => {
+            assert!(!testing::required(), "{e} (required under CI=true)");
+            println!("SKIPPED: {e}");
+            return;
+        }
+    };
+    let f = fixture_with("images_and_snapshots_go_through_the_registry", Some(registry.address().to_string()))
+        .await
+        .unwrap_or_else(|| panic!("no swarm"));
+    let rt = &f.runtime;
+    let ws = "wksp-reg";
+    let (progress, lines) = recorder();
+    rt.start(&spec(ws, vec![machine("dev", &f.image)], None), &progress).await.unwrap();
+    assert!(lines.lock().unwrap().contains(&format!("image {}: pushing to {}", f.image, registry.address())));
+    let named = service_image(f.instance(), ws, "dev");
+    assert_eq!(named, format!("{}/{}", registry.address(), f.image));
+    assert!(registry.get("/v2/_catalog").unwrap().contains("drydock-test-busybox"));
+
+    let images = rt.snapshot(ws).await.unwrap();
+    let snapshot = images["dev"].clone();
+    assert!(snapshot.starts_with(&format!("{}/drydock-{}-{ws}-dev:", registry.address(), f.instance())), "{snapshot}");
+    assert!(registry.get("/v2/_catalog").unwrap().contains(&format!("drydock-{}-{ws}-dev", f.instance())));
+    let mut restored = spec(ws, vec![machine("dev", &f.image)], None);
+    restored.images = images;
+    rt.start(&restored, &|_| {}).await.unwrap();
+    assert_eq!(service_image(f.instance(), ws, "dev"), snapshot);
+
+    rt.remove(ws).await.unwrap();
+    let untag = std::process::Command::new("docker").args(["rmi", &named]).output().unwrap();
+    assert!(untag.status.success(), "{untag:?}");
 }

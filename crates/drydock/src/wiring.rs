@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use drydock_core::config::RuntimeKind;
 use drydock_core::runtime::{Runtime, Unavailable};
 use drydock_core::{Config, Store};
-use drydock_docker::{DockerRuntime, DockerSettings, Endpoint, SwarmRuntime, SwarmSettings};
+use drydock_docker::{DockerRuntime, DockerSettings, SwarmRuntime, SwarmSettings};
 use drydock_ops::versions::{self, SCHEMA, Standing, VERSION};
 use drydock_store::{StoreOptions, connect, describe_url, resolve_url};
 
@@ -146,7 +146,7 @@ pub async fn open_runtime(
             (Arc::new(runtime.clone()) as Arc<dyn Runtime>, Some(runtime))
         }),
         RuntimeKind::Swarm => {
-            let settings = swarm_settings(dir, config, settings);
+            let settings = SwarmSettings::from_config(&config.runtime, &dir.root, settings);
             SwarmRuntime::connect(instance_id, settings).await.map(|runtime| {
                 tracing::info!(manager = runtime.manager_node(), "workspaces run on the Docker Swarm");
                 let local = runtime.manager().clone();
@@ -158,23 +158,6 @@ pub async fn open_runtime(
         tracing::warn!(error = %e, "workspaces cannot run");
         (Arc::new(Unavailable { reason: e.to_string() }), None)
     })
-}
-
-/// The Swarm settings of the config (checked when it was loaded).
-fn swarm_settings(dir: &DataDir, config: &Config, docker: DockerSettings) -> SwarmSettings {
-    let certs = (!config.runtime.node_certs.trim().is_empty()).then(|| dir.root.join(config.runtime.node_certs.trim()));
-    let engines = config
-        .runtime
-        .node_endpoints()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(node, url)| {
-            let certs = url.starts_with("tcp://").then(|| certs.clone()).flatten();
-            (node, Endpoint { url, certs })
-        })
-        .collect();
-    let registry = Some(config.runtime.registry.trim().to_string()).filter(|r| !r.is_empty());
-    SwarmSettings { docker, engines, registry }
 }
 
 /// The instance as backup and restore see it.

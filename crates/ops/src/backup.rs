@@ -12,7 +12,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use drydock_core::Config;
 use drydock_core::workspace::{WorkspaceFilter, spec};
-use drydock_docker::{ByteStream, DockerRuntime, HELPER_ROOT};
+use drydock_core::config::RuntimeKind;
+use drydock_docker::{ByteStream, DockerRuntime, DockerSettings, HELPER_ROOT, SwarmSettings};
 use drydock_store::{StoreOptions, connect};
 use tokio::runtime::Handle;
 
@@ -35,6 +36,26 @@ impl Instance {
     /// Where backups go unless told otherwise (`backup.dir`, relative to the data dir).
     pub fn backup_dir(&self) -> PathBuf {
         self.dir.root.join(&self.config.backup.dir)
+    }
+
+    /// The engines that may hold workspace volumes: the local one, and on Swarm the engine
+    /// of every node in `runtime.nodes` (the same engine listed twice counts once).
+    pub async fn volume_engines(&self, local: &DockerRuntime) -> Result<Vec<DockerRuntime>> {
+        let mut engines = vec![local.clone()];
+        if self.config.runtime.kind == RuntimeKind::Swarm {
+            let settings = SwarmSettings::from_config(&self.config.runtime, &self.dir.root, DockerSettings::default());
+            let nodes = settings
+                .node_engines(local.instance_id())
+                .await
+                .map_err(OpsError::step("reaching the nodes' engines (runtime.nodes)"))?;
+            let mut seen = BTreeSet::from([local.engine_id().await.map_err(OpsError::step("reading the engine"))?]);
+            for engine in nodes {
+                if seen.insert(engine.engine_id().await.map_err(OpsError::step("reading a node's engine"))?) {
+                    engines.push(engine);
+                }
+            }
+        }
+        Ok(engines)
     }
 }
 
@@ -90,12 +111,18 @@ pub async fn backup(
         (Some(r), true) => images_in_use(instance, r).await?,
         _ => Vec::new(),
     };
-    let workspaces = match (&runtime, options.projects) {
-        (Some(r), true) => {
-            r.workspaces_with_projects().await.map_err(OpsError::step("listing the workspaces' volumes"))?
+    // On Swarm the volumes are on the nodes: each is read through the engine that holds it.
+    let mut volumes: Vec<(DockerRuntime, Vec<String>)> = Vec::new();
+    if let (Some(local), true) = (&runtime, options.projects) {
+        let mut seen = BTreeSet::new();
+        for engine in instance.volume_engines(local).await? {
+            let held = engine.workspaces_with_projects().await.map_err(OpsError::step("listing the workspaces' volumes"))?;
+            let new: Vec<String> = held.into_iter().filter(|w| seen.insert(w.clone())).collect();
+            if !new.is_empty() {
+                volumes.push((engine, new));
+            }
         }
-        _ => Vec::new(),
-    };
+    }
     let schema_version = instance.database.schema_version().await?;
     let mut manifest = Manifest {
         format: crate::manifest::FORMAT_VERSION,
@@ -122,10 +149,12 @@ pub async fn backup(
         progress.step("config and secrets");
         append_instance_files(&mut archive, &instance)?;
         archive.append_file(instance.database.entry(), &db_copy)?;
+        for (engine, workspaces) in &volumes {
+            let read = append_volumes(&mut archive, engine, workspaces, progress.as_ref(), &handle)?;
+            manifest.workspaces.extend(read);
+        }
+        manifest.workspaces.sort();
         if let Some(runtime) = &runtime {
-            if !workspaces.is_empty() {
-                manifest.workspaces = append_volumes(&mut archive, runtime, &workspaces, progress.as_ref(), &handle)?;
-            }
             if !images.is_empty() {
                 progress.step("images");
                 append_images(&mut archive, runtime, &images, &target, &handle)?;
