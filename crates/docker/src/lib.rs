@@ -52,6 +52,7 @@ pub mod names;
 pub mod projects_sync;
 mod runtime;
 pub mod testing;
+pub mod testing_swarm;
 mod volumes;
 
 pub use runtime::{DockerRuntime, DockerSettings};
