@@ -168,10 +168,12 @@ impl DockerRuntime {
         &self.instance
     }
 
-    /// The engine's own id (`docker info`'s `ID`): tells two endpoints of one engine apart.
+    /// Who the engine is: its id and its Swarm node id (engines made from one image share an
+    /// id), to tell two endpoints of one engine apart.
     pub async fn engine_id(&self) -> Result<String, RuntimeError> {
         let info = self.docker.info().await.map_err(engine)?;
-        Ok(info.id.unwrap_or_default())
+        let node = info.swarm.and_then(|s| s.node_id).unwrap_or_default();
+        Ok(format!("{}/{node}", info.id.unwrap_or_default()))
     }
 
     /// The engine's host name (`docker info`'s `Name`): the node every machine runs on.

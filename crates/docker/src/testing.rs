@@ -1,6 +1,6 @@
 //! Helpers for tests against the real engine, for this crate's tests and the rest of the
 //! suite: an image made without any registry, the engine objects of a test instance, and a
-//! guard that removes them whatever the test's outcome.
+//! guard that removes them whatever the test's outcome. (Swarms for tests: `testing_swarm`.)
 //!
 //! Nothing here is used by drydock itself.
 
@@ -12,13 +12,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bollard::Docker;
 use bollard::query_parameters::{
     CreateImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
-    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-    RemoveVolumeOptions,
+    ListNetworksOptionsBuilder, ListServicesOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, RemoveVolumeOptions,
 };
 use drydock_core::runtime::{LABEL_INSTANCE, RuntimeError};
 use futures::TryStreamExt;
 
-use crate::error::{engine, gone_or_going, not_found};
+use crate::error::{engine, gone_or_going, not_found, status};
 use crate::names::{check_name_part, container_name};
 
 /// Where Debian's `busybox-static` puts its static binary.
@@ -42,6 +42,19 @@ async fn client() -> Result<Docker, RuntimeError> {
     let unreachable =
         |e: bollard::errors::Error| RuntimeError::Engine(format!("the Docker engine is not reachable: {e}"));
     let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+    docker.negotiate_version().await.map_err(unreachable)
+}
+
+/// A client of the engine at `unix:///path` (another than the environment's, e.g. a test
+/// swarm's worker).
+async fn client_on(endpoint: &str) -> Result<Docker, RuntimeError> {
+    let Some(path) = endpoint.strip_prefix("unix://") else {
+        return Err(RuntimeError::Engine(format!("{endpoint}: only unix:///path endpoints are supported here")));
+    };
+    let unreachable = |e: bollard::errors::Error| {
+        RuntimeError::Engine(format!("the Docker engine at {endpoint} is not reachable: {e}"))
+    };
+    let docker = Docker::connect_with_socket(path, 120, bollard::API_DEFAULT_VERSION).map_err(unreachable)?;
     docker.negotiate_version().await.map_err(unreachable)
 }
 
@@ -183,21 +196,54 @@ fn instance_filter(instance_id: &str) -> HashMap<String, Vec<String>> {
 /// The engine objects that carry an instance's label, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstanceObjects {
+    /// Containers, by name.
     pub containers: Vec<String>,
+    /// Networks, by name.
     pub networks: Vec<String>,
+    /// Volumes, by name.
     pub volumes: Vec<String>,
+    /// Images, by their first tag (else id).
     pub images: Vec<String>,
+    /// Swarm services, by name: only a swarm manager lists them; other engines have none.
+    pub services: Vec<String>,
 }
 
 impl InstanceObjects {
+    /// Whether there is no object at all.
     pub fn is_empty(&self) -> bool {
-        self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty() && self.images.is_empty()
+        self.containers.is_empty()
+            && self.networks.is_empty()
+            && self.volumes.is_empty()
+            && self.images.is_empty()
+            && self.services.is_empty()
     }
 }
 
-/// Every container, network, volume and image labelled `drydock.instance=<instance_id>`.
+/// The engine's Swarm services matching `filters`; none where the engine is no swarm manager
+/// (it answers 503 then).
+async fn list_services(
+    docker: &Docker,
+    filters: &HashMap<String, Vec<String>>,
+) -> Result<Vec<bollard::models::Service>, RuntimeError> {
+    match docker.list_services(Some(ListServicesOptionsBuilder::default().filters(filters).build())).await {
+        Ok(services) => Ok(services),
+        Err(e) if status(&e) == Some(503) => Ok(Vec::new()),
+        Err(e) => Err(engine(e)),
+    }
+}
+
+/// Every container, network, volume, image and Swarm service labelled
+/// `drydock.instance=<instance_id>` on the local engine (`DOCKER_HOST`, else the default socket).
 pub async fn instance_objects(instance_id: &str) -> Result<InstanceObjects, RuntimeError> {
-    let docker = client().await?;
+    objects_of(&client().await?, instance_id).await
+}
+
+/// [`instance_objects`] on the engine at `endpoint`, `unix:///path` (e.g. a test swarm's worker).
+pub async fn instance_objects_on(endpoint: &str, instance_id: &str) -> Result<InstanceObjects, RuntimeError> {
+    objects_of(&client_on(endpoint).await?, instance_id).await
+}
+
+async fn objects_of(docker: &Docker, instance_id: &str) -> Result<InstanceObjects, RuntimeError> {
     let filters = instance_filter(instance_id);
     let containers = docker
         .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
@@ -230,13 +276,33 @@ pub async fn instance_objects(instance_id: &str) -> Result<InstanceObjects, Runt
         .into_iter()
         .map(|i| i.repo_tags.into_iter().next().unwrap_or(i.id))
         .collect();
-    Ok(InstanceObjects { containers, networks, volumes, images })
+    let services = list_services(docker, &filters).await?.into_iter().filter_map(|s| s.spec?.name).collect();
+    Ok(InstanceObjects { containers, networks, volumes, images, services })
 }
 
-/// Removes every container, network, volume and image labelled `drydock.instance=<instance_id>`:
-/// for test clean-up, and for the suite's sweep of what crashed tests left.
+/// How long removing an instance's services waits for their containers to go.
+const SERVICE_CONTAINERS_TIMEOUT: Duration = Duration::from_secs(30);
+/// The label the engine puts on a Swarm task's container: its service's id.
+const LABEL_SERVICE_ID: &str = "com.docker.swarm.service.id";
+
+/// Removes every Swarm service, container, network, volume and image labelled
+/// `drydock.instance=<instance_id>` on the local engine (`DOCKER_HOST`, else the default
+/// socket): for test clean-up, and for the suite's sweep of what crashed tests left. Services
+/// go first (listed where the engine is a swarm manager), then up to 30 s pass for their
+/// containers on this engine to go before the rest is removed. Another engine of a swarm
+/// removes its own tasks' containers once the services are gone; its other objects need
+/// [`remove_instance_objects_on`].
 pub async fn remove_instance_objects(instance_id: &str) -> Result<(), RuntimeError> {
-    let docker = client().await?;
+    remove_objects(&client().await?, instance_id).await
+}
+
+/// [`remove_instance_objects`] on the engine at `endpoint`, `unix:///path` (e.g. a test swarm's
+/// worker).
+pub async fn remove_instance_objects_on(endpoint: &str, instance_id: &str) -> Result<(), RuntimeError> {
+    remove_objects(&client_on(endpoint).await?, instance_id).await
+}
+
+async fn remove_objects(docker: &Docker, instance_id: &str) -> Result<(), RuntimeError> {
     let filters = instance_filter(instance_id);
     let mut first_error = None;
     let mut keep = |result: Result<(), bollard::errors::Error>| {
@@ -246,6 +312,13 @@ pub async fn remove_instance_objects(instance_id: &str) -> Result<(), RuntimeErr
             first_error.get_or_insert(engine(e));
         }
     };
+    let services: BTreeSet<String> = list_services(docker, &filters).await?.into_iter().filter_map(|s| s.id).collect();
+    for id in &services {
+        keep(docker.delete_service(id).await);
+    }
+    if !services.is_empty() {
+        wait_for_service_containers(docker, &services).await?;
+    }
     let containers = docker
         .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
         .await
@@ -279,8 +352,44 @@ pub async fn remove_instance_objects(instance_id: &str) -> Result<(), RuntimeErr
     first_error.map_or(Ok(()), Err)
 }
 
-/// Removes the objects of test instances (ids starting `t-`) whose containers, networks or
-/// images are older than `age`: what tests killed before their guards ran left behind.
+/// Waits (up to 30 s) until this engine has no container of the given services; says which
+/// are left when they do not go (they are removed with the instance's other containers).
+async fn wait_for_service_containers(docker: &Docker, services: &BTreeSet<String>) -> Result<(), RuntimeError> {
+    let any_task = HashMap::from([("label".to_string(), vec![LABEL_SERVICE_ID.to_string()])]);
+    let deadline = tokio::time::Instant::now() + SERVICE_CONTAINERS_TIMEOUT;
+    loop {
+        let left: Vec<String> = docker
+            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&any_task).build()))
+            .await
+            .map_err(engine)?
+            .into_iter()
+            .filter(|c| c.labels.as_ref().and_then(|l| l.get(LABEL_SERVICE_ID)).is_some_and(|s| services.contains(s)))
+            .filter_map(|c| c.id)
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!(
+                "the containers {left:?} of removed services did not go within {SERVICE_CONTAINERS_TIMEOUT:?}: removing them"
+            );
+            for id in left {
+                let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+                if let Err(e) = docker.remove_container(&id, Some(options)).await
+                    && !gone_or_going(&e)
+                {
+                    return Err(engine(e));
+                }
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Removes the objects of test instances (ids starting `t-`) whose containers, networks,
+/// images or Swarm services are older than `age`: what tests killed before their guards ran
+/// left behind.
 pub async fn sweep_stale_test_instances(age: Duration) -> Result<(), RuntimeError> {
     let docker = client().await?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
@@ -317,6 +426,14 @@ pub async fn sweep_stale_test_instances(age: Duration) -> Result<(), RuntimeErro
         .map_err(engine)?;
     for i in &images {
         consider(Some(&i.labels), Some(i.created));
+    }
+    for service in list_services(&docker, &any_instance).await? {
+        let created = service
+            .created_at
+            .as_deref()
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+            .map(|c| c.timestamp());
+        consider(service.spec.as_ref().and_then(|s| s.labels.as_ref()), created);
     }
     for instance in stale {
         remove_instance_objects(&instance).await?;
