@@ -330,10 +330,12 @@ impl SwarmRuntime {
         if services.is_empty() {
             return Ok(Vec::new());
         }
-        let names: Vec<String> = services.iter().filter_map(|s| s.spec.as_ref()?.name.clone()).collect();
-        let filters = HashMap::from([("service".to_string(), names)]);
-        let options = ListTasksOptionsBuilder::default().filters(&filters).build();
-        let mut tasks = self.docker().list_tasks(Some(options)).await.map_err(engine)?;
+        // All tasks, then ours: a filter naming a service removed meanwhile fails the list.
+        let ids: BTreeSet<String> = services.into_iter().filter_map(|s| s.id).collect();
+        let all =
+            self.docker().list_tasks(None::<bollard::query_parameters::ListTasksOptions>).await.map_err(engine)?;
+        let mut tasks: Vec<Task> =
+            all.into_iter().filter(|t| t.service_id.as_ref().is_some_and(|id| ids.contains(id))).collect();
         tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at));
         Ok(tasks)
     }
@@ -973,7 +975,14 @@ impl Runtime for SwarmRuntime {
         let stream = futures::stream::unfold((this, reported), |(this, mut reported)| async move {
             loop {
                 tokio::time::sleep(POLL_EVERY).await;
-                let Ok(tasks) = this.tasks(None).await else { return None };
+                // A failed look is tried again: the stream ends only with the runtime.
+                let tasks = match this.tasks(None).await {
+                    Ok(tasks) => tasks,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot list the swarm's tasks; trying again");
+                        continue;
+                    }
+                };
                 let own: BTreeSet<String> = {
                     let mut own = this.own.lock().unwrap_or_else(|e| e.into_inner());
                     own.retain(|_, since| since.elapsed() < Duration::from_secs(600));

@@ -72,7 +72,10 @@ async fn nodes(dd: &Instance, token: &str) -> Vec<Value> {
 async fn the_workspace_story_on_a_one_node_swarm() {
     let Some(image) = docker_image().await else { return };
     let swarm = TestSwarm::single_node().unwrap();
-    let Some((mut dd, guard)) = swarm_instance(Backend::Sqlite, &[("DRYDOCK_LIMITS__WORKSPACE__RAM", "-1")]).await else { return };
+    let Some((mut dd, guard)) = swarm_instance(Backend::Sqlite, &[("DRYDOCK_LIMITS__WORKSPACE__RAM", "-1")]).await
+    else {
+        return;
+    };
     let instance = guard.instance_id().to_string();
 
     // The story of the docker runtime, unchanged.

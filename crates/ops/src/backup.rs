@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use drydock_core::Config;
-use drydock_core::workspace::{WorkspaceFilter, spec};
 use drydock_core::config::RuntimeKind;
+use drydock_core::workspace::{WorkspaceFilter, spec};
 use drydock_docker::{ByteStream, DockerRuntime, DockerSettings, HELPER_ROOT, SwarmSettings};
 use drydock_store::{StoreOptions, connect};
 use tokio::runtime::Handle;
@@ -116,7 +116,8 @@ pub async fn backup(
     if let (Some(local), true) = (&runtime, options.projects) {
         let mut seen = BTreeSet::new();
         for engine in instance.volume_engines(local).await? {
-            let held = engine.workspaces_with_projects().await.map_err(OpsError::step("listing the workspaces' volumes"))?;
+            let held =
+                engine.workspaces_with_projects().await.map_err(OpsError::step("listing the workspaces' volumes"))?;
             let new: Vec<String> = held.into_iter().filter(|w| seen.insert(w.clone())).collect();
             if !new.is_empty() {
                 volumes.push((engine, new));
@@ -154,11 +155,9 @@ pub async fn backup(
             manifest.workspaces.extend(read);
         }
         manifest.workspaces.sort();
-        if let Some(runtime) = &runtime {
-            if !images.is_empty() {
-                progress.step("images");
-                append_images(&mut archive, runtime, &images, &target, &handle)?;
-            }
+        if let (Some(runtime), false) = (&runtime, images.is_empty()) {
+            progress.step("images");
+            append_images(&mut archive, runtime, &images, &target, &handle)?;
         }
         crate::error::pause_point("backup-before-manifest");
         crate::error::fail_point("backup-before-manifest")?;
