@@ -3,8 +3,12 @@
 
 mod common;
 
-use common::{ADMIN_PASSWORD, Backend, Instance, browser_like, field_value, sign_in};
-use reqwest::StatusCode;
+use common::workspace_story::{create, start};
+use common::{
+    ADMIN_PASSWORD, Backend, Instance, browser_like, call, docker_instance, field_value, sign_in, small_workspace,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
 
 #[tokio::test]
 async fn pages_answer_with_the_right_status() {
@@ -138,4 +142,114 @@ async fn server_errors_show_nothing_internal() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+/// The part of a page after `start`, up to the next `end`.
+fn between<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
+    let at = page.find(start).unwrap_or_else(|| panic!("'{start}' is on the page: {page}"));
+    let rest = &page[at + start.len()..];
+    &rest[..rest.find(end).unwrap_or(rest.len())]
+}
+
+fn gib(bytes: &Value) -> f64 {
+    bytes.as_u64().unwrap() as f64 / f64::from(1u32 << 30)
+}
+
+/// Administration → Nodes on the default Docker runtime: the engine is the one node, with
+/// its memory and the workspace running on it; Drain (after its confirmation) and Activate
+/// say that nodes need Swarm and change nothing; a plain user gets the 403 page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_page_shows_the_single_engine() {
+    let Some((dd, _guard, image)) = docker_instance().await else { return };
+    let admin = dd.admin_token();
+    dd.create_user(&admin, "plain", "plain-password").await;
+    let ws = create(&dd, &admin, &small_workspace("on-node", &image)).await;
+    assert_eq!(start(&dd, &admin, &ws).await["status"], "RUNNING");
+    let (status, nodes) = call(&dd, &admin, Method::GET, "/api/nodes", None).await;
+    assert_eq!(status, StatusCode::OK, "{nodes}");
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
+    let node = &nodes[0];
+    let (node_id, hostname) = (node["id"].as_str().unwrap(), node["hostname"].as_str().unwrap());
+    assert!(node["ramReserved"].as_u64().unwrap() >= 134_217_728, "the workspace's memory is reserved: {node}");
+    let namespace = node["workspaces"][0]["namespace"].as_str().unwrap();
+
+    // Signed out: a redirect to the sign-in page.
+    let r = browser_like().get(format!("{}/admin/nodes", dd.url)).send().await.unwrap();
+    assert_eq!((r.status(), r.headers()["location"].to_str().unwrap()), (StatusCode::SEE_OTHER, "/"));
+
+    // The administrator: one row, the engine, with its memory and the workspace as a link.
+    let browser = browser_like();
+    sign_in(&dd, &browser, "admin", ADMIN_PASSWORD).await;
+    let users = browser.get(format!("{}/admin/users", dd.url)).send().await.unwrap().text().await.unwrap();
+    assert!(users.contains("id=\"nav-nodes\" href=\"/admin/nodes\""), "a link in the Administration menu");
+    let r = browser.get(format!("{}/admin/nodes", dd.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert_eq!(page.matches("<tr data-node=").count(), 1, "{page}");
+    let row = between(&page, &format!("<tr data-node=\"{node_id}\""), "</tr>");
+    assert!(row.contains(&format!("<strong class=\"hostname\">{hostname}</strong>")), "{row}");
+    let short: String = node_id.chars().take(12).collect();
+    assert!(row.contains(&format!("title=\"{node_id}\">{short}</code>")), "{row}");
+    assert!(row.contains("<span class=\"tag\">manager</span>"), "{row}");
+    assert!(row.contains("<td class=\"availability\">active</td>"), "{row}");
+    let memory = format!("{:.1} of {:.1} GiB", gib(&node["ramReserved"]), gib(&node["ramTotal"]));
+    assert!(row.contains(&memory), "'{memory}' in {row}");
+    assert!(row.contains("<progress value="), "{row}");
+    assert!(row.contains(&format!("<a href=\"/workspaces/{ws}\">{namespace}:on-node</a>")), "{row}");
+    assert!(row.contains("class=\"button secondary drain-node\""), "{row}");
+    assert!(!row.contains("activate-node") && !row.contains("remove-node"), "an active node is only drained: {row}");
+    // One engine: no join command, but why.
+    assert!(!page.contains("id=\"join-command\""));
+    let join = between(&page, "id=\"join-unavailable\"", "</p>");
+    assert!(join.contains("nodes are managed only with runtime.kind"), "{join}");
+
+    // Drain: first the confirmation (a page of its own without htmx, a dialog with it)...
+    let drain = between(row, "drain-node\" href=\"", "\"").to_string();
+    assert!(drain.starts_with("/admin/nodes/") && drain.ends_with("/drain"), "{drain}");
+    let r = browser.get(format!("{}{drain}", dd.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let confirm = r.text().await.unwrap();
+    let dialog = between(&confirm, "<dialog id=\"node-confirm-dialog\"", "</dialog>");
+    assert!(dialog.contains(" open>") && dialog.contains(&format!("Drain <strong>{hostname}</strong>")), "{dialog}");
+    assert!(dialog.contains("the 1 workspace(s) running on it"), "{dialog}");
+    assert!(dialog.contains(&format!("action=\"{drain}\"")), "{dialog}");
+    let r = browser.get(format!("{}{drain}", dd.url)).header("hx-request", "true").send().await.unwrap();
+    let fragment = r.text().await.unwrap();
+    assert!(fragment.starts_with("<dialog id=\"node-confirm-dialog\"") && !fragment.contains(" open>"), "{fragment}");
+    // ... then the post: without the token, refused; with it, the page again saying why not.
+    let r = browser.post(format!("{}{drain}", dd.url)).form(&[("x", "y")]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let csrf = field_value(dialog, "csrf").unwrap();
+    let r = browser.post(format!("{}{drain}", dd.url)).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let refused = r.text().await.unwrap();
+    let error = between(&refused, "<p id=\"nodes-error\"", "</p>");
+    assert!(error.contains("nodes are managed only with runtime.kind = &#34;swarm&#34;"), "{error}");
+    assert!(refused.contains("id=\"nodes-table\"") && refused.contains(&format!("/workspaces/{ws}")), "the page again");
+    let activate = drain.replace("/drain", "/activate");
+    let r = browser.post(format!("{}{activate}", dd.url)).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await.unwrap().contains("id=\"nodes-error\""));
+    // Nothing changed: the workspace runs, the node takes workspaces.
+    let (_, after) = call(&dd, &admin, Method::GET, &format!("/api/workspace/{ws}"), None).await;
+    assert_eq!(after["status"], "RUNNING", "{after}");
+    let (_, nodes) = call(&dd, &admin, Method::GET, "/api/nodes", None).await;
+    assert_eq!(nodes[0]["availability"], "active", "{nodes}");
+    assert_eq!(nodes[0]["workspaces"][0]["id"], ws.as_str(), "{nodes}");
+
+    // A plain user: the 403 page for the page, the confirmation and the post.
+    let plain = browser_like();
+    sign_in(&dd, &plain, "plain", "plain-password").await;
+    let home = plain.get(format!("{}/", dd.url)).send().await.unwrap().text().await.unwrap();
+    assert!(!home.contains("/admin/nodes"));
+    for path in ["/admin/nodes".to_string(), drain.clone()] {
+        let r = plain.get(format!("{}{path}", dd.url)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+        assert!(r.text().await.unwrap().contains("id=\"error-title\""), "{path}");
+    }
+    let plain_csrf = field_value(&home, "csrf").unwrap();
+    let r = plain.post(format!("{}{drain}", dd.url)).form(&[("csrf", plain_csrf.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (_, after) = call(&dd, &admin, Method::GET, &format!("/api/workspace/{ws}"), None).await;
+    assert_eq!(after["status"], "RUNNING", "{after}");
 }

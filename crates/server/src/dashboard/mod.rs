@@ -9,6 +9,7 @@ mod audit;
 mod license;
 mod limits;
 mod maintenance;
+mod nodes;
 mod signin;
 mod standby;
 mod workspaces;
@@ -61,6 +62,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/audit", get(audit::page))
         .route("/admin/license", get(license::page).post(license::install))
         .route("/admin/license/remove", post(license::remove))
+        .route("/admin/nodes", get(nodes::page))
+        .route("/admin/nodes/{node}/drain", get(nodes::confirm_drain).post(nodes::drain))
+        .route("/admin/nodes/{node}/activate", post(nodes::activate))
+        .route("/admin/nodes/{node}/remove", get(nodes::confirm_remove).post(nodes::remove))
         .route("/workspaces", post(workspaces::create))
         .route("/workspaces/table", get(workspaces::table))
         .route("/workspaces/events", get(workspaces::changes))
