@@ -459,20 +459,31 @@ impl SwarmRuntime {
                     target.label()
                 ));
                 self.move_projects(&spec.workspace_id, from, &target).await?;
-                progress(format!("files moved to node {}", target.label()));
+                progress(format!("files copied to node {}", target.label()));
             }
         }
         Ok(target)
     }
 
-    /// Copies a workspace's `/projects` from one node's engine to another's; the old volume
-    /// goes only once the new one holds everything.
+    /// Copies a workspace's `/projects` from one node's engine to another's. The old volume
+    /// stays until the workspace has started on the new node (see `start`).
     async fn move_projects(&self, workspace: &str, from: &NodeView, to: &NodeView) -> Result<(), RuntimeError> {
         let what = format!("moving workspace {workspace}'s files");
         let source = self.engine_for(&from.id, &what).await?;
         let target = self.engine_for(&to.id, &what).await?;
         if !source.projects_volume_exists(workspace).await? {
             return Ok(());
+        }
+        // The stopped workspace's containers on the old node may still be ending.
+        source.wait_until_stopped(workspace, TASKS_GONE_WITHIN).await?;
+        if target.projects_volume_exists(workspace).await? {
+            return Err(RuntimeError::Refused(format!(
+                "node {} already has a volume for workspace {workspace} (an older copy?): the files on \
+                 node {} are not copied over it; remove that volume there, or activate node {} again",
+                to.label(),
+                from.label(),
+                from.label()
+            )));
         }
         let reader = source.volumes_helper(&[workspace.to_string()]).await?;
         let writer = match target.volumes_helper(&[workspace.to_string()]).await {
@@ -493,7 +504,7 @@ impl SwarmRuntime {
             }
             return Err(RuntimeError::Engine(format!("copying the files of workspace {workspace}: {e}")));
         }
-        source.remove_projects_volume(workspace).await
+        Ok(())
     }
 
     /// The image a service names: the registry's copy (pushed there first) when there is a
@@ -523,6 +534,7 @@ impl SwarmRuntime {
         machine: &drydock_core::runtime::MachineSpec,
         image: &str,
         node: &str,
+        placement: Placement,
         command: &ImageCommand,
     ) -> ServiceSpec {
         let memory = (machine.memory_bytes > 0).then(|| i64::try_from(machine.memory_bytes).unwrap_or(i64::MAX));
@@ -575,10 +587,9 @@ impl SwarmRuntime {
                     condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
                     ..Default::default()
                 }),
-                placement: machine.projects.then(|| TaskSpecPlacement {
-                    constraints: Some(vec![format!("node.id=={node}")]),
-                    ..Default::default()
-                }),
+                placement: placement
+                    .constraint(node)
+                    .map(|constraint| TaskSpecPlacement { constraints: Some(vec![constraint]), ..Default::default() }),
                 networks: Some(vec![NetworkAttachmentConfig {
                     target: Some(network_name(self.instance(), workspace)),
                     aliases: Some(vec![machine.name.clone()]),
@@ -720,17 +731,28 @@ impl SwarmRuntime {
     async fn start_services(
         &self,
         spec: &RuntimeSpec,
-        made: &mut Vec<String>,
-        network_made: &mut bool,
+        made: &mut Made,
         progress: &(dyn Fn(String) + Send + Sync),
     ) -> Result<RuntimeInfo, RuntimeError> {
         let workspace = spec.workspace_id.as_str();
         let order = start_order(&spec.machines)?;
         let views = self.node_views().await?;
         let node = self.projects_node(spec, &views, progress).await?;
-        *network_made = self.ensure_network(workspace).await?;
+        if spec.node.as_deref() != Some(node.id.as_str()) {
+            made.moved_from = spec.node.clone();
+            // Only a volume this start made goes if it fails; one that was there (files a
+            // restore put on this node) stays.
+            let existed = match self.engine_for(&node.id, "checking the node's volumes").await {
+                Ok(engine) => engine.projects_volume_exists(workspace).await? && made.moved_from.is_none(),
+                Err(_) => true,
+            };
+            if !existed {
+                made.volume_on = Some(node.id.clone());
+            }
+        }
+        made.network = self.ensure_network(workspace).await?;
         let network = network_name(self.instance(), workspace);
-        progress(format!("network {network}: {}", if *network_made { "created" } else { "exists" }));
+        progress(format!("network {network}: {}", if made.network { "created" } else { "exists" }));
         for machine in order {
             let m = machine.name.as_str();
             let configured = spec.images.get(m).unwrap_or(&machine.image);
@@ -741,15 +763,20 @@ impl SwarmRuntime {
                 Ok(found) => ImageCommand::of(found.config),
                 Err(_) => ImageCommand::default(),
             };
-            let service = self.service_spec(workspace, machine, &image, &node.id, &command);
+            let placement = Placement::of(machine, &node, spec.projects_memory());
+            let service = self.service_spec(workspace, machine, &image, &node.id, placement, &command);
             let name = service.name.clone().unwrap_or_default();
             self.claim(&name);
             self.docker()
                 .create_service(service, None)
                 .await
                 .map_err(|e| RuntimeError::Engine(format!("machine {m}: {}", reason(&e))))?;
-            made.push(name.clone());
-            let placed = if machine.projects { format!("node {}", node.label()) } else { "any node".to_string() };
+            made.services.push(name.clone());
+            let placed = match placement {
+                Placement::On => format!("node {}", node.label()),
+                Placement::NotOn => format!("any node but {}", node.label()),
+                Placement::Anywhere => "any node".to_string(),
+            };
             progress(format!("machine {m}: service {name} created from {image}, on {placed}"));
             let task = self.wait_running(&name, m, configured, &views).await?;
             let on = task.node_id.as_deref().and_then(|id| views.iter().find(|v| v.id == id)).map(|v| v.label());
@@ -766,7 +793,7 @@ impl SwarmRuntime {
                 stopped.exit_reason.clone().unwrap_or_default()
             )));
         }
-        for name in made.iter() {
+        for name in &made.services {
             self.release(name);
         }
         Ok(RuntimeInfo { workspace_id: workspace.to_string(), machines, node: Some(node.id.clone()) })
@@ -782,6 +809,23 @@ impl SwarmRuntime {
         let found = machines.into_iter().find(|m| m.name == machine && m.status == MachineStatus::Running);
         let node = found.and_then(|m| m.node_id).ok_or_else(not_running)?;
         self.engine_for(&node, what).await
+    }
+}
+
+impl DockerRuntime {
+    /// Waits until the workspace has no running container on this engine.
+    async fn wait_until_stopped(&self, workspace: &str, within: Duration) -> Result<(), RuntimeError> {
+        let deadline = Instant::now() + within;
+        while self.workspaces_running().await?.iter().any(|w| w == workspace) {
+            if Instant::now() > deadline {
+                return Err(RuntimeError::Engine(format!(
+                    "workspace {workspace}'s machines on node {} did not stop within {within:?}",
+                    self.node()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
     }
 }
 
@@ -813,6 +857,48 @@ impl DockerRuntime {
                 reason: format!("pushing it to the registry {registry}: {}", reason(&e)),
             })?;
         Ok(target)
+    }
+}
+
+/// What a start made, for its clean-up when it fails.
+#[derive(Debug, Default)]
+struct Made {
+    services: Vec<String>,
+    network: bool,
+    /// The node a first start (or a move) put the volume on.
+    volume_on: Option<String>,
+    /// The node a move copied the files from.
+    moved_from: Option<String>,
+}
+
+/// Where a machine may run, relative to the workspace's node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// It mounts `/projects`: on the workspace's node.
+    On,
+    /// Without `/projects`, and the workspace's node keeps its room for the machines that
+    /// have them: elsewhere.
+    NotOn,
+    Anywhere,
+}
+
+impl Placement {
+    fn of(machine: &drydock_core::runtime::MachineSpec, node: &NodeView, projects_memory: u64) -> Placement {
+        if machine.projects {
+            Placement::On
+        } else if node.free() < projects_memory.saturating_add(machine.memory_bytes) {
+            Placement::NotOn
+        } else {
+            Placement::Anywhere
+        }
+    }
+
+    fn constraint(self, node: &str) -> Option<String> {
+        match self {
+            Placement::On => Some(format!("node.id=={node}")),
+            Placement::NotOn => Some(format!("node.id!={node}")),
+            Placement::Anywhere => None,
+        }
     }
 }
 
@@ -862,10 +948,20 @@ impl Runtime for SwarmRuntime {
         if leftovers > 0 {
             progress(format!("removed {leftovers} service(s) left from before"));
         }
-        let mut made = Vec::new();
-        let mut network_made = false;
-        match self.start_services(spec, &mut made, &mut network_made, progress).await {
+        let mut made = Made::default();
+        match self.start_services(spec, &mut made, progress).await {
             Ok(info) => {
+                // Moved and running on the new node: the old copy goes now.
+                if let Some(old) = &made.moved_from {
+                    let removed = match self.engine_for(old, "removing the old copy of moved files").await {
+                        Ok(engine) => engine.remove_projects_volume(workspace).await,
+                        Err(e) => Err(e),
+                    };
+                    match removed {
+                        Ok(()) => progress(format!("the old copy on node {} is removed", short(old))),
+                        Err(e) => tracing::warn!(workspace, error = %e, "removing the old copy of moved files"),
+                    }
+                }
                 progress("ready".to_string());
                 Ok(info)
             }
@@ -874,10 +970,24 @@ impl Runtime for SwarmRuntime {
                 if let Err(cleanup) = self.remove_services(workspace).await {
                     tracing::warn!(workspace, error = %cleanup, "removing the services of a failed start");
                 }
-                if network_made && let Err(cleanup) = self.remove_network(workspace).await {
+                if made.network
+                    && let Err(cleanup) = self.remove_network(workspace).await
+                {
                     tracing::warn!(workspace, error = %cleanup, "removing the network of a failed start");
                 }
-                for name in &made {
+                // A first start (or a move) that failed leaves no volume on the node it chose:
+                // the workspace's files stay where its recorded node says (a move's source
+                // copy is still whole).
+                if let Some(node) = &made.volume_on {
+                    let removed = match self.engine_for(node, "removing the volume of a failed start").await {
+                        Ok(engine) => engine.remove_projects_volume(workspace).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(cleanup) = removed {
+                        tracing::warn!(workspace, error = %cleanup, "removing the volume of a failed start");
+                    }
+                }
+                for name in &made.services {
                     self.release(name);
                 }
                 Err(e)
@@ -1047,16 +1157,16 @@ impl Runtime for SwarmRuntime {
         let views = self.node_views().await?;
         let need = spec.projects_memory();
         let recorded = spec.node.as_deref().and_then(|id| views.iter().find(|v| v.id == id));
-        let fits = match recorded {
-            Some(node) if node.takes_machines() => node.free() >= need,
-            _ => best_node(&views, need, None).is_some(),
+        let node = match recorded {
+            Some(node) if node.takes_machines() => Some(node).filter(|n| n.free() >= need),
+            _ => best_node(&views, need, None),
         };
-        if !fits {
-            return Err(RuntimeError::NoRoom(room_detail(&views, need)));
-        }
-        // The machines without /projects go anywhere: each must fit on some node.
+        let Some(node) = node else { return Err(RuntimeError::NoRoom(room_detail(&views, need))) };
+        // The machines without /projects go where there is room; on the workspace's node
+        // only beyond what its /projects machines need.
         for machine in spec.machines.iter().filter(|m| !m.projects) {
-            if best_node(&views, machine.memory_bytes, None).is_none() {
+            let avoid = (Placement::of(machine, node, need) == Placement::NotOn).then_some(node.id.as_str());
+            if best_node(&views, machine.memory_bytes, avoid).is_none() {
                 return Err(RuntimeError::NoRoom(format!(
                     "machine {} needs {} MiB; {}",
                     machine.name,

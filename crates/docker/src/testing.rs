@@ -332,7 +332,11 @@ async fn remove_objects(docker: &Docker, instance_id: &str) -> Result<(), Runtim
         .await
         .map_err(engine)?;
     for id in networks.into_iter().filter_map(|n| n.id) {
-        keep(docker.remove_network(&id).await);
+        // A worker sees the swarm's networks but only a manager removes them.
+        match docker.remove_network(&id).await {
+            Err(e) if crate::error::reason(&e).contains("not a swarm manager") => {}
+            result => keep(result),
+        }
     }
     let volumes = docker
         .list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filters).build()))

@@ -9,6 +9,8 @@ mod common;
 
 use common::workspace_story::{self, create, exec, settled, start};
 use common::{ADMIN_PASSWORD, Backend, Instance, call, docker_image, text};
+use std::time::Duration;
+
 use drydock_docker::testing::InstanceGuard;
 use drydock_docker::testing_swarm::TestSwarm;
 use reqwest::{Method, StatusCode};
@@ -180,6 +182,126 @@ async fn the_workspace_story_on_a_one_node_swarm() {
     // Removing the only (manager) node is refused.
     let (status, refused) = call(&dd, &admin, Method::DELETE, &format!("/api/nodes/{node}"), None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    dd.stop();
+    drop(guard);
+    drop(swarm);
+}
+
+/// Removes an instance's objects from the worker's engine when dropped (the instance's
+/// `InstanceGuard` covers the local engine).
+struct WorkerGuard {
+    endpoint: String,
+    instance: String,
+}
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        let (endpoint, instance) = (self.endpoint.clone(), self.instance.clone());
+        let outcome = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(drydock_docker::testing::remove_instance_objects_on(&endpoint, &instance))
+        })
+        .join();
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("cleaning up test instance {} on the worker: {e}", self.instance),
+            Err(_) => eprintln!("cleaning up test instance {} on the worker panicked", self.instance),
+        }
+    }
+}
+
+fn node_of(ws: &Value) -> String {
+    ws["attributes"]["node"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn placement_a_split_workspace_and_a_drain_on_two_nodes() {
+    let Some(image) = docker_image().await else { return };
+    let swarm = TestSwarm::two_nodes(&[&image]).unwrap();
+    let (manager, worker) = (swarm.manager_node().to_string(), swarm.worker_node().unwrap().to_string());
+    let endpoint = swarm.worker_endpoint().unwrap().to_string();
+    let nodes_setting = format!("{worker}={endpoint}");
+    let env = [("DRYDOCK_RUNTIME__NODES", nodes_setting.as_str()), ("DRYDOCK_LIMITS__WORKSPACE__RAM", "-1")];
+    let Some((mut dd, guard)) = swarm_instance(Backend::Sqlite, &env).await else { return };
+    let _worker_guard = WorkerGuard { endpoint: endpoint.clone(), instance: guard.instance_id().to_string() };
+    let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
+
+    // Placement: each new workspace goes to the node with the most unreserved memory.
+    let a = create(&dd, &admin, &common::small_workspace("first", &image)).await;
+    let b = create(&dd, &admin, &common::small_workspace("second", &image)).await;
+    let a_node = node_of(&start(&dd, &admin, &a).await);
+    let b_node = node_of(&start(&dd, &admin, &b).await);
+    let mut placed = [a_node.clone(), b_node.clone()];
+    placed.sort();
+    let mut both = [manager.clone(), worker.clone()];
+    both.sort();
+    assert_eq!(placed, both, "one workspace on each node");
+    let listed = nodes(&dd, &admin).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for node in &listed {
+        assert_eq!(node["workspaces"].as_array().unwrap().len(), 1, "{node}");
+        assert_eq!(node["engine"], true, "{node}");
+    }
+    // The one on the worker: exec and the proxy go through the worker's engine and address.
+    let (on_worker, on_manager) = if a_node == worker { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
+    let (status, out) =
+        exec(&dd, &admin, &on_worker, &["sh", "-c", "echo moved-along > /projects/keep; hostname"]).await;
+    assert_eq!((status, out["stdout"].as_str()), (StatusCode::OK, Some("dev\n")), "{out}");
+
+    // A two-machine workspace split over the nodes: neither node has room for both machines'
+    // reservations, so `db` (without /projects) goes to the other; they reach each other by name.
+    let total = listed[0]["ramTotal"].as_u64().unwrap().min(listed[1]["ramTotal"].as_u64().unwrap());
+    let big = (total / 2 + (1 << 30)) & !((1 << 20) - 1);
+    let split = create(&dd, &admin, &two_machines("split", &image, big, big, true)).await;
+    let ws = start(&dd, &admin, &split).await;
+    assert_eq!(ws["status"], "RUNNING", "{ws}");
+    let (app_node, db_node) =
+        (ws["runtime"]["machines"]["app"]["nodeId"].clone(), ws["runtime"]["machines"]["db"]["nodeId"].clone());
+    assert_ne!(app_node, db_node, "{ws}");
+    let (status, out) = exec(&dd, &admin, &split, &["wget", "-q", "-O", "-", "http://db:5432/"]).await;
+    assert_eq!((status, out["stdout"].as_str()), (StatusCode::OK, Some("db-db\n")), "{out}");
+    let stop = call(&dd, &admin, Method::DELETE, &format!("/api/workspace/{split}/runtime"), None).await;
+    assert_eq!(stop.0, StatusCode::NO_CONTENT);
+    assert_eq!(settled(&dd, &admin, &split).await["status"], "STOPPED");
+
+    // A start on a node that lacks the image, with no registry: the error names both.
+    let local_only = format!("{image}-manager-only");
+    drydock_docker::testing_swarm::docker(None, &["tag", &image, &local_only], Duration::from_secs(30)).unwrap();
+    let lacking = create(&dd, &admin, &common::small_workspace("lacking", &local_only)).await;
+    let (status, _) = call(&dd, &admin, Method::POST, &format!("/api/nodes/{manager}/drain"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let ws = start(&dd, &admin, &lacking).await;
+    let error = ws["attributes"]["errorMessage"].as_str().unwrap_or_default().to_string();
+    assert!(ws["status"] == "ERROR" && error.contains(&local_only) && error.contains(&worker[..12]), "{ws}");
+    assert!(error.contains("no registry is set"), "{error}");
+    let (status, _) = call(&dd, &admin, Method::POST, &format!("/api/nodes/{manager}/activate"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    drydock_docker::testing_swarm::docker(None, &["rmi", &local_only], Duration::from_secs(30)).unwrap();
+    // The drain of the manager stopped the workspace there.
+    let (_, ws) = call(&dd, &admin, Method::GET, &format!("/api/workspace/{on_manager}"), None).await;
+    assert_eq!((ws["status"].as_str(), ws["attributes"]["stoppedBy"].as_str()), (Some("STOPPED"), Some("drain")));
+
+    // Drain the worker: its workspace stops; the worker cannot go while it holds the files;
+    // the next start moves them to the manager, and then it can.
+    let out = dd
+        .command(&["node", "drain", &worker, "--yes"])
+        .env("DRYDOCK_TOKEN", &admin)
+        .env("DRYDOCK_URL", &dd.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success() && text(&out).contains("1 workspace(s) stopped"), "{}", text(&out));
+    let (status, refused) = call(&dd, &admin, Method::DELETE, &format!("/api/nodes/{worker}"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("still holds the files"), "{refused}");
+    let ws = start(&dd, &admin, &on_worker).await;
+    assert_eq!((ws["status"].as_str(), node_of(&ws)), (Some("RUNNING"), manager.clone()), "{ws}");
+    let (_, out) = exec(&dd, &admin, &on_worker, &["cat", "/projects/keep"]).await;
+    assert_eq!(out["stdout"], "moved-along\n", "{out}");
+    let left = drydock_docker::testing::instance_objects_on(&endpoint, guard.instance_id()).await.unwrap();
+    assert!(left.volumes.is_empty(), "the old copy went once the new one held everything: {left:?}");
+    let (status, _) = call(&dd, &admin, Method::DELETE, &format!("/api/nodes/{worker}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(nodes(&dd, &admin).await.len(), 1);
     dd.stop();
     drop(guard);
     drop(swarm);
