@@ -1,8 +1,9 @@
-//! drydock's [`Runtime`](drydock_core::runtime::Runtime) on the Docker Engine, through bollard.
-//! bollard's API changes between releases, so it stays inside this crate: nothing public here
-//! names a bollard type.
+//! drydock's [`Runtime`](drydock_core::runtime::Runtime) on the Docker Engine, through bollard:
+//! [`DockerRuntime`] on one engine, and [`SwarmRuntime`] on Docker Swarm (its module says how
+//! it places, moves and reaches machines). bollard's API changes between releases, so it stays
+//! inside this crate: nothing public here names a bollard type.
 //!
-//! What a reader of core's `runtime.rs` should know about this implementation:
+//! What a reader of core's `runtime.rs` should know about the one-engine implementation:
 //!
 //! - **Objects**: per workspace a bridge network `drydock-<instance>-<ws>` (machines reach each
 //!   other by machine name: alias and hostname), a volume `drydock-<instance>-<ws>-projects`

@@ -62,6 +62,19 @@ pub fn label_filters(instance: &str, workspace: Option<&str>) -> HashMap<String,
     HashMap::from([("label".to_string(), wanted)])
 }
 
+/// The workspace id of a spec whose names can name engine objects and that has a machine.
+pub(crate) fn check_spec(spec: &drydock_core::runtime::RuntimeSpec) -> Result<&str, RuntimeError> {
+    let workspace = spec.workspace_id.as_str();
+    check_name_part("workspace id", workspace)?;
+    for machine in &spec.machines {
+        check_name_part("machine", &machine.name)?;
+    }
+    if spec.machines.is_empty() {
+        return Err(RuntimeError::Engine(format!("workspace {workspace} has no machine to start")));
+    }
+    Ok(workspace)
+}
+
 /// An instance id becomes part of every object name, image repositories included, so it is
 /// lower case: letters, digits and `-`, starting with a letter or digit.
 pub fn check_instance_id(id: &str) -> Result<(), RuntimeError> {

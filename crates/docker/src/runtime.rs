@@ -29,8 +29,8 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use crate::error::{engine, gone_or_going, not_found, reason, status};
 use crate::events::{OwnDeaths, exit_reason, machine_deaths};
 use crate::names::{
-    check_instance_id, check_name_part, container_name, label_filters, labels, network_name, snapshot_repository,
-    volume_name,
+    check_instance_id, check_name_part, check_spec, container_name, label_filters, labels, network_name,
+    snapshot_repository, volume_name,
 };
 
 /// How drydock runs workspaces on the engine.
@@ -166,6 +166,31 @@ impl DockerRuntime {
 
     pub fn instance_id(&self) -> &str {
         &self.instance
+    }
+
+    /// Removes a workspace's `/projects` volume and its snapshot images from this engine.
+    pub(crate) async fn remove_volume_and_snapshots(&self, workspace_id: &str) -> Result<(), RuntimeError> {
+        let filters = label_filters(&self.instance, Some(workspace_id));
+        let options = ListVolumesOptionsBuilder::default().filters(&filters).build();
+        let volumes = self.docker.list_volumes(Some(options)).await.map_err(engine)?;
+        for volume in volumes.volumes.unwrap_or_default() {
+            match self.docker.remove_volume(&volume.name, None::<RemoveVolumeOptions>).await {
+                Ok(()) => {}
+                Err(e) if gone_or_going(&e) => {}
+                Err(e) => return Err(engine(e)),
+            }
+        }
+        // The workspace's snapshots go with it: deleting a workspace frees what it used.
+        let options = ListImagesOptionsBuilder::default().all(true).filters(&filters).build();
+        for image in self.docker.list_images(Some(options)).await.map_err(engine)? {
+            let options = RemoveImageOptionsBuilder::default().force(true).build();
+            match self.docker.remove_image(&image.id, Some(options), None).await {
+                Ok(_) => {}
+                Err(e) if gone_or_going(&e) => {}
+                Err(e) => return Err(engine(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Who the engine is: its id and its Swarm node id (engines made from one image share an
@@ -685,14 +710,7 @@ impl Runtime for DockerRuntime {
         spec: &RuntimeSpec,
         progress: &(dyn Fn(String) + Send + Sync),
     ) -> Result<RuntimeInfo, RuntimeError> {
-        let workspace = spec.workspace_id.as_str();
-        check_name_part("workspace id", workspace)?;
-        for machine in &spec.machines {
-            check_name_part("machine", &machine.name)?;
-        }
-        if spec.machines.is_empty() {
-            return Err(RuntimeError::Engine(format!("workspace {workspace} has no machine to start")));
-        }
+        let workspace = check_spec(spec)?;
         let order = start_order(&spec.machines)?;
 
         // Containers are disposable: what a died machine or an interrupted start left goes.
@@ -733,26 +751,7 @@ impl Runtime for DockerRuntime {
                 Err(e) => return Err(engine(e)),
             }
         }
-        let options = ListVolumesOptionsBuilder::default().filters(&filters).build();
-        let volumes = self.docker.list_volumes(Some(options)).await.map_err(engine)?;
-        for volume in volumes.volumes.unwrap_or_default() {
-            match self.docker.remove_volume(&volume.name, None::<RemoveVolumeOptions>).await {
-                Ok(()) => {}
-                Err(e) if gone_or_going(&e) => {}
-                Err(e) => return Err(engine(e)),
-            }
-        }
-        // The workspace's snapshots go with it: deleting a workspace frees what it used.
-        let options = ListImagesOptionsBuilder::default().all(true).filters(&filters).build();
-        for image in self.docker.list_images(Some(options)).await.map_err(engine)? {
-            let options = RemoveImageOptionsBuilder::default().force(true).build();
-            match self.docker.remove_image(&image.id, Some(options), None).await {
-                Ok(_) => {}
-                Err(e) if gone_or_going(&e) => {}
-                Err(e) => return Err(engine(e)),
-            }
-        }
-        Ok(())
+        self.remove_volume_and_snapshots(workspace_id).await
     }
 
     async fn inspect(&self, workspace_id: &str) -> Result<Option<RuntimeInfo>, RuntimeError> {

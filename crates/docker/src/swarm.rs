@@ -50,7 +50,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::error::{engine, gone_or_going, not_found, reason};
 use crate::events::exit_reason;
-use crate::names::{check_name_part, container_name, label_filters, labels, network_name, volume_name};
+use crate::names::{check_name_part, check_spec, container_name, label_filters, labels, network_name, volume_name};
 use crate::runtime::{DockerRuntime, DockerSettings, Endpoint, ImageCommand, start_order};
 
 /// How drydock runs workspaces on a swarm.
@@ -348,10 +348,16 @@ impl SwarmRuntime {
         self.own.lock().unwrap_or_else(|e| e.into_inner()).remove(service);
     }
 
-    /// Removes a workspace's services and waits until their containers are gone (so that its
-    /// network can go and a new start finds the volume free).
+    /// Removes a workspace's services and waits until their containers are gone from every
+    /// node whose engine drydock has (so that its network can go, a new start finds the
+    /// volume free, and the volume can be removed or moved).
     async fn remove_services(&self, workspace: &str) -> Result<usize, RuntimeError> {
         let services = self.services(Some(workspace)).await?;
+        if services.is_empty() {
+            return Ok(0);
+        }
+        let nodes: BTreeSet<String> =
+            self.tasks(Some(workspace)).await?.into_iter().filter_map(|t| t.node_id).collect();
         for service in &services {
             let Some(name) = service.spec.as_ref().and_then(|s| s.name.clone()) else { continue };
             self.claim(&name);
@@ -361,27 +367,20 @@ impl SwarmRuntime {
                 Err(e) => return Err(engine(e)),
             }
         }
-        let deadline = Instant::now() + TASKS_GONE_WITHIN;
-        loop {
-            let filters = label_filters(self.instance(), Some(workspace));
-            let options =
-                bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).filters(&filters);
-            // Tasks leave the manager's list with their service; their containers on the
-            // nodes take a moment longer. The manager's own are checked; others are Swarm's.
-            let left = self.docker().list_containers(Some(options.build())).await.map_err(engine)?;
-            let left: Vec<_> = left
-                .into_iter()
-                .filter(|c| c.labels.as_ref().is_some_and(|l| l.contains_key("com.docker.swarm.service.id")))
-                .collect();
-            if left.is_empty() {
-                break;
+        for node in nodes {
+            // A node without an engine here is left to Swarm.
+            let Ok(engine) = self.engine_for(&node, "waiting for its containers").await else { continue };
+            let deadline = Instant::now() + TASKS_GONE_WITHIN;
+            while !engine.container_ids(Some(workspace)).await?.is_empty() {
+                if Instant::now() > deadline {
+                    return Err(RuntimeError::Engine(format!(
+                        "the containers of workspace {workspace} on node {} were not removed within \
+                         {TASKS_GONE_WITHIN:?}",
+                        short(&node)
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            if Instant::now() > deadline {
-                return Err(RuntimeError::Engine(format!(
-                    "the containers of workspace {workspace} were not removed within {TASKS_GONE_WITHIN:?}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(services.len())
     }
@@ -936,14 +935,7 @@ impl Runtime for SwarmRuntime {
         spec: &RuntimeSpec,
         progress: &(dyn Fn(String) + Send + Sync),
     ) -> Result<RuntimeInfo, RuntimeError> {
-        let workspace = spec.workspace_id.as_str();
-        check_name_part("workspace id", workspace)?;
-        for machine in &spec.machines {
-            check_name_part("machine", &machine.name)?;
-        }
-        if spec.machines.is_empty() {
-            return Err(RuntimeError::Engine(format!("workspace {workspace} has no machine to start")));
-        }
+        let workspace = check_spec(spec)?;
         let leftovers = self.remove_services(workspace).await?;
         if leftovers > 0 {
             progress(format!("removed {leftovers} service(s) left from before"));
@@ -1008,7 +1000,8 @@ impl Runtime for SwarmRuntime {
         let views = self.node_views().await?;
         for view in &views {
             match self.engine_for(&view.id, "removing the workspace's files").await {
-                Ok(engine) => Runtime::remove(&engine, workspace_id).await?,
+                // Networks are the manager's; a node's engine holds the files and snapshots.
+                Ok(engine) => engine.remove_volume_and_snapshots(workspace_id).await?,
                 Err(e) if nodes.contains(&view.id) => return Err(e),
                 Err(e) => tracing::debug!(node = %view.id, error = %e, "no engine to clean up on"),
             }

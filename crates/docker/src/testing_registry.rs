@@ -17,6 +17,8 @@ pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
 /// A running registry.
 pub struct TestRegistry {
     child: Child,
+    /// The same registry (same storage, same address) served in other network namespaces.
+    mirrors: Vec<Child>,
     dir: PathBuf,
     address: String,
 }
@@ -43,7 +45,7 @@ impl TestRegistry {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("starting {REGISTRY_BINARY}: {e}"))?;
-        let registry = TestRegistry { child, dir, address };
+        let registry = TestRegistry { child, mirrors: Vec::new(), dir, address };
         let deadline = Instant::now() + Duration::from_secs(20);
         while registry.get("/v2/").is_err() {
             if Instant::now() > deadline {
@@ -52,6 +54,39 @@ impl TestRegistry {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(registry)
+    }
+
+    /// Serves the same registry, at the same loopback address, inside a network namespace
+    /// (`/var/run/netns/<name>`), so that an engine there pulls from it as from its own
+    /// loopback (engines trust 127.0.0.0/8 without TLS).
+    pub fn serve_in_netns(&mut self, netns: &str) -> Result<(), String> {
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{netns}"))
+            .arg(REGISTRY_BINARY)
+            .arg("serve")
+            .arg(self.dir.join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting the registry in {netns}: {e}"))?;
+        self.mirrors.push(child);
+        // Its answer is checked from inside the namespace, with busybox's wget.
+        let url = format!("http://{}/v2/", self.address);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let answered = Command::new("nsenter")
+                .arg(format!("--net=/var/run/netns/{netns}"))
+                .args([crate::testing::BUSYBOX, "wget", "-q", "-O", "/dev/null", &url])
+                .status()
+                .is_ok_and(|s| s.success());
+            if answered {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("the registry in {netns} did not answer within 20 s"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// `host:port`.
@@ -78,8 +113,10 @@ impl TestRegistry {
 
 impl Drop for TestRegistry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in self.mirrors.iter_mut().chain(std::iter::once(&mut self.child)) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

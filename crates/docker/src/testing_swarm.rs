@@ -30,7 +30,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// The network namespace of the worker engine.
-const NETNS: &str = "ddswarm2";
+pub const NETNS: &str = "ddswarm2";
 /// The veth pair's ends: in the host's namespace and in the worker's.
 const HOST_VETH: &str = "ddsw0";
 const WORKER_VETH: &str = "ddsw1";

@@ -9,9 +9,10 @@ mod common;
 
 use common::workspace_story::{self, create, exec, settled, start};
 use common::{ADMIN_PASSWORD, Backend, Instance, call, docker_image, text};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use drydock_docker::testing::InstanceGuard;
+use drydock_docker::testing_registry::TestRegistry;
 use drydock_docker::testing_swarm::TestSwarm;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -227,8 +228,8 @@ async fn placement_a_split_workspace_and_a_drain_on_two_nodes() {
     let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
 
     // Placement: each new workspace goes to the node with the most unreserved memory.
-    let a = create(&dd, &admin, &common::small_workspace("first", &image)).await;
-    let b = create(&dd, &admin, &common::small_workspace("second", &image)).await;
+    let a = create(&dd, &admin, &workspace_story::config("first", &image)).await;
+    let b = create(&dd, &admin, &workspace_story::config("second", &image)).await;
     let a_node = node_of(&start(&dd, &admin, &a).await);
     let b_node = node_of(&start(&dd, &admin, &b).await);
     let mut placed = [a_node.clone(), b_node.clone()];
@@ -247,6 +248,35 @@ async fn placement_a_split_workspace_and_a_drain_on_two_nodes() {
     let (status, out) =
         exec(&dd, &admin, &on_worker, &["sh", "-c", "echo moved-along > /projects/keep; hostname"]).await;
     assert_eq!((status, out["stdout"].as_str()), (StatusCode::OK, Some("dev\n")), "{out}");
+    let serve = "mkdir -p /tmp/site && echo from-the-worker > /tmp/site/index.html && httpd -p 8080 -h /tmp/site";
+    assert_eq!(exec(&dd, &admin, &on_worker, &["sh", "-c", serve]).await.0, StatusCode::OK);
+    let page = format!("/w/{on_worker}/dev/web/index.html");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = dd.req(Method::GET, &page).bearer_auth(&admin).send().await.unwrap();
+        if r.status() == StatusCode::OK {
+            assert_eq!(r.text().await.unwrap(), "from-the-worker\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the proxy never reached the worker's machine: {}", r.status());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A backup reads each workspace's files through the engine of its node.
+    let out = dd.cli(&["backup", "--out", &dd.data_dir().join("backups/").display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let archive = String::from_utf8_lossy(&out.stdout)
+        .split("Backup written: ")
+        .nth(1)
+        .unwrap()
+        .split(" (")
+        .next()
+        .unwrap()
+        .to_string();
+    let entries = std::process::Command::new("tar").args(["--zstd", "-tf", &archive]).output().unwrap();
+    let entries = String::from_utf8_lossy(&entries.stdout).to_string();
+    assert!(entries.contains(&format!("volumes/{on_worker}/keep")), "the worker's files are in the backup");
+    assert!(entries.contains(&format!("volumes/{on_manager}/")), "the manager's too");
 
     // A two-machine workspace split over the nodes: neither node has room for both machines'
     // reservations, so `db` (without /projects) goes to the other; they reach each other by name.
@@ -263,6 +293,8 @@ async fn placement_a_split_workspace_and_a_drain_on_two_nodes() {
     let stop = call(&dd, &admin, Method::DELETE, &format!("/api/workspace/{split}/runtime"), None).await;
     assert_eq!(stop.0, StatusCode::NO_CONTENT);
     assert_eq!(settled(&dd, &admin, &split).await["status"], "STOPPED");
+    let deleted = call(&dd, &admin, Method::DELETE, &format!("/api/workspace/{split}"), None).await;
+    assert_eq!(deleted.0, StatusCode::NO_CONTENT, "{}", deleted.1);
 
     // A start on a node that lacks the image, with no registry: the error names both.
     let local_only = format!("{image}-manager-only");
@@ -274,9 +306,29 @@ async fn placement_a_split_workspace_and_a_drain_on_two_nodes() {
     let error = ws["attributes"]["errorMessage"].as_str().unwrap_or_default().to_string();
     assert!(ws["status"] == "ERROR" && error.contains(&local_only) && error.contains(&worker[..12]), "{ws}");
     assert!(error.contains("no registry is set"), "{error}");
+
+    // With a registry, the manager pushes the image there and the worker pulls it.
+    let mut registry = TestRegistry::start("127.0.0.1").unwrap();
+    registry.serve_in_netns(drydock_docker::testing_swarm::NETNS).unwrap();
+    dd.stop();
+    dd.env.push(("DRYDOCK_RUNTIME__REGISTRY".to_string(), registry.address().to_string()));
+    dd.start().await;
+    let ws = start(&dd, &admin, &lacking).await;
+    assert_eq!(ws["status"], "RUNNING", "{ws}");
+    assert_eq!(ws["runtime"]["machines"]["dev"]["nodeId"], worker.as_str(), "{ws}");
+    let stop = call(&dd, &admin, Method::DELETE, &format!("/api/workspace/{lacking}/runtime"), None).await;
+    assert_eq!(stop.0, StatusCode::NO_CONTENT);
+    assert_eq!(settled(&dd, &admin, &lacking).await["status"], "STOPPED");
+    let deleted = call(&dd, &admin, Method::DELETE, &format!("/api/workspace/{lacking}"), None).await;
+    assert_eq!(deleted.0, StatusCode::NO_CONTENT, "{}", deleted.1);
     let (status, _) = call(&dd, &admin, Method::POST, &format!("/api/nodes/{manager}/activate"), None).await;
     assert_eq!(status, StatusCode::OK);
-    drydock_docker::testing_swarm::docker(None, &["rmi", &local_only], Duration::from_secs(30)).unwrap();
+    let pushed = format!("{}/{local_only}", registry.address());
+    for (engine, tag) in
+        [(None, local_only.as_str()), (None, pushed.as_str()), (Some(endpoint.as_str()), pushed.as_str())]
+    {
+        drydock_docker::testing_swarm::docker(engine, &["rmi", tag], Duration::from_secs(30)).unwrap();
+    }
     // The drain of the manager stopped the workspace there.
     let (_, ws) = call(&dd, &admin, Method::GET, &format!("/api/workspace/{on_manager}"), None).await;
     assert_eq!((ws["status"].as_str(), ws["attributes"]["stoppedBy"].as_str()), (Some("STOPPED"), Some("drain")));
@@ -298,7 +350,8 @@ async fn placement_a_split_workspace_and_a_drain_on_two_nodes() {
     let (_, out) = exec(&dd, &admin, &on_worker, &["cat", "/projects/keep"]).await;
     assert_eq!(out["stdout"], "moved-along\n", "{out}");
     let left = drydock_docker::testing::instance_objects_on(&endpoint, guard.instance_id()).await.unwrap();
-    assert!(left.volumes.is_empty(), "the old copy went once the new one held everything: {left:?}");
+    let old_copy = format!("drydock-{}-{on_worker}-projects", guard.instance_id());
+    assert!(!left.volumes.contains(&old_copy), "the old copy went once the new one held everything: {left:?}");
     let (status, _) = call(&dd, &admin, Method::DELETE, &format!("/api/nodes/{worker}"), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(nodes(&dd, &admin).await.len(), 1);

@@ -233,12 +233,14 @@ mod tests {
         assert_eq!(projects, [("app", true), ("db", false)]);
         let dev = config(serde_json::json!({"name": "two", "defaultEnv": "e", "environments": {"e": {
             "recipe": recipe, "machines": {"app": {"attributes": {"projects": false}}}}}}));
-        let e = machines(&dev, "e", MB).unwrap_err().to_string();
-        assert!(e.contains("machines.app.attributes.projects"), "{e}");
+        let field = |e: Error| match e {
+            Error::InvalidInput { field, .. } => field,
+            other => panic!("{other}"),
+        };
+        assert_eq!(field(machines(&dev, "e", MB).unwrap_err()), "machines.app.attributes.projects");
         let bad = config(serde_json::json!({"name": "two", "defaultEnv": "e", "environments": {"e": {
             "recipe": recipe, "machines": {"db": {"attributes": {"projects": "no"}}}}}}));
-        let e = machines(&bad, "e", MB).unwrap_err().to_string();
-        assert!(e.contains("machines.db.attributes.projects"), "{e}");
+        assert_eq!(field(machines(&bad, "e", MB).unwrap_err()), "machines.db.attributes.projects");
     }
 
     #[test]
