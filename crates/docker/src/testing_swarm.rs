@@ -38,6 +38,8 @@ const WORKER_VETH: &str = "ddsw1";
 const MANAGER_ADDRESS: &str = "10.231.0.1";
 /// The worker's address (on `ddsw1`).
 const WORKER_ADDRESS: &str = "10.231.0.2";
+/// Where the worker engine also listens, with TLS.
+const WORKER_TLS_PORT: u16 = 2376;
 /// The manager's address in a one-node swarm.
 const LOCAL_ADDRESS: &str = "127.0.0.1";
 /// The worker engine's directories are `/tmp/ddswarm2.<pid>` (short: the socket's path must
@@ -226,6 +228,12 @@ impl TestSwarm {
     /// The worker engine's endpoint, `unix:///…/docker.sock` (two_nodes only).
     pub fn worker_endpoint(&self) -> Option<&str> {
         self.worker.as_ref().map(|w| w.endpoint.as_str())
+    }
+
+    /// The worker engine over TCP with TLS (two_nodes only): `tcp://10.231.0.2:2376`, and a
+    /// directory holding the client's `ca.pem`, `cert.pem` and `key.pem` for it.
+    pub fn worker_tls_endpoint(&self) -> Option<(String, PathBuf)> {
+        self.worker.as_ref().map(|w| (format!("tcp://{WORKER_ADDRESS}:{WORKER_TLS_PORT}"), w.dir.join("client")))
     }
 
     /// The address other hosts reach the manager at (127.0.0.1 or 10.231.0.1).
@@ -426,6 +434,55 @@ fn remove_link() -> Vec<String> {
     failures
 }
 
+/// A throwaway CA, a server certificate for the worker's address and a client certificate,
+/// made with the `openssl` CLI: `<dir>/server-{cert,key}.pem`, `<dir>/client/{ca,cert,key}.pem`.
+fn make_certificates(dir: &Path) -> Result<(), String> {
+    let client = dir.join("client");
+    fs::create_dir_all(&client).map_err(|e| format!("creating {}: {e}", client.display()))?;
+    let at = |name: &str| dir.join(name).display().to_string();
+    let ca = client.join("ca.pem").display().to_string();
+    let (cert, key) = (client.join("cert.pem").display().to_string(), client.join("key.pem").display().to_string());
+    fs::write(dir.join("server.ext"), format!("subjectAltName=IP:{WORKER_ADDRESS}\nextendedKeyUsage=serverAuth\n"))
+        .map_err(|e| e.to_string())?;
+    fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").map_err(|e| e.to_string())?;
+    let steps: [Vec<String>; 5] = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=drydock-test-ca", "-keyout"]
+            .iter()
+            .map(|a| a.to_string())
+            .chain([at("ca-key.pem"), "-out".into(), ca.clone()])
+            .collect(),
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={WORKER_ADDRESS}"), "-keyout"]
+            .iter()
+            .map(|a| a.to_string())
+            .chain([at("server-key.pem"), "-out".into(), at("server.csr")])
+            .collect(),
+        ["x509", "-req", "-days", "2", "-CAcreateserial", "-in"]
+            .iter()
+            .map(|a| a.to_string())
+            .chain([at("server.csr"), "-CA".into(), ca.clone(), "-CAkey".into(), at("ca-key.pem")])
+            .chain(["-out".into(), at("server-cert.pem"), "-extfile".into(), at("server.ext")])
+            .collect(),
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=drydock", "-keyout"]
+            .iter()
+            .map(|a| a.to_string())
+            .chain([key, "-out".into(), at("client.csr")])
+            .collect(),
+        ["x509", "-req", "-days", "2", "-CAcreateserial", "-in"]
+            .iter()
+            .map(|a| a.to_string())
+            .chain([at("client.csr"), "-CA".into(), ca.clone(), "-CAkey".into(), at("ca-key.pem")])
+            .chain(["-out".into(), cert, "-extfile".into(), at("client.ext")])
+            .collect(),
+    ];
+    for step in steps {
+        let out = Command::new("openssl").args(&step).output().map_err(|e| format!("running openssl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("openssl {}: {}", step[0], String::from_utf8_lossy(&out.stderr)));
+        }
+    }
+    Ok(())
+}
+
 impl Worker {
     /// Starts the worker's dockerd in the namespace and waits until it answers.
     fn start(&mut self, driver: &str) -> Result<(), String> {
@@ -436,6 +493,7 @@ impl Worker {
         let log = File::create(self.dir.join("dockerd.log")).map_err(|e| format!("creating the dockerd log: {e}"))?;
         let log_err = log.try_clone().map_err(|e| format!("the dockerd log: {e}"))?;
         let path = |name: &str| self.dir.join(name).display().to_string();
+        make_certificates(&self.dir)?;
         // Not `ip netns exec`: it remounts /sys, and dockerd then finds no devices cgroup.
         let mut command = Command::new("nsenter");
         command
@@ -446,6 +504,9 @@ impl Worker {
             .args(["--exec-root", &path("e")])
             .args(["--pidfile", &path("dockerd.pid")])
             .args(["-H", &self.endpoint])
+            .args(["-H", &format!("tcp://{WORKER_ADDRESS}:{WORKER_TLS_PORT}"), "--tlsverify"])
+            .args(["--tlscacert", &path("client/ca.pem")])
+            .args(["--tlscert", &path("server-cert.pem"), "--tlskey", &path("server-key.pem")])
             .args(["--iptables=false", "--bridge=none"])
             .args(["--storage-driver", driver])
             .args(["--insecure-registry", WORKER_INSECURE_REGISTRY])

@@ -221,8 +221,15 @@ async fn placement_a_split_workspace_and_a_drain_on_two_nodes() {
     let swarm = TestSwarm::two_nodes(&[&image]).unwrap();
     let (manager, worker) = (swarm.manager_node().to_string(), swarm.worker_node().unwrap().to_string());
     let endpoint = swarm.worker_endpoint().unwrap().to_string();
-    let nodes_setting = format!("{worker}={endpoint}");
-    let env = [("DRYDOCK_RUNTIME__NODES", nodes_setting.as_str()), ("DRYDOCK_LIMITS__WORKSPACE__RAM", "-1")];
+    // The master reaches the worker's engine over TCP with TLS, as it would another host's.
+    let (tls_url, certs) = swarm.worker_tls_endpoint().unwrap();
+    let nodes_setting = format!("{worker}={tls_url}");
+    let certs = certs.display().to_string();
+    let env = [
+        ("DRYDOCK_RUNTIME__NODES", nodes_setting.as_str()),
+        ("DRYDOCK_RUNTIME__NODE_CERTS", certs.as_str()),
+        ("DRYDOCK_LIMITS__WORKSPACE__RAM", "-1"),
+    ];
     let Some((mut dd, guard)) = swarm_instance(Backend::Sqlite, &env).await else { return };
     let _worker_guard = WorkerGuard { endpoint: endpoint.clone(), instance: guard.instance_id().to_string() };
     let admin = dd.token_for("admin", ADMIN_PASSWORD).await;
@@ -332,6 +339,21 @@ async fn placement_a_split_workspace_and_a_drain_on_two_nodes() {
     // The drain of the manager stopped the workspace there.
     let (_, ws) = call(&dd, &admin, Method::GET, &format!("/api/workspace/{on_manager}"), None).await;
     assert_eq!((ws["status"].as_str(), ws["attributes"]["stoppedBy"].as_str()), (Some("STOPPED"), Some("drain")));
+
+    // Without the worker's engine, what needs it says so; the rest works.
+    dd.stop();
+    // `init` wrote the setting into drydock.toml: the environment empties it.
+    dd.env.retain(|(k, _)| k != "DRYDOCK_RUNTIME__NODES");
+    dd.env.push(("DRYDOCK_RUNTIME__NODES".to_string(), String::new()));
+    dd.start().await;
+    let (status, refused) = exec(&dd, &admin, &on_worker, &["true"]).await;
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(status == StatusCode::CONFLICT && message.contains("runtime.nodes"), "{refused}");
+    assert_eq!(nodes(&dd, &admin).await.iter().filter(|n| n["engine"] == false).count(), 1);
+    dd.stop();
+    dd.env.retain(|(k, _)| k != "DRYDOCK_RUNTIME__NODES");
+    dd.env.push(("DRYDOCK_RUNTIME__NODES".to_string(), nodes_setting.clone()));
+    dd.start().await;
 
     // Drain the worker: its workspace stops; the worker cannot go while it holds the files;
     // the next start moves them to the manager, and then it can.
