@@ -113,6 +113,14 @@ impl TestRegistry {
 
 impl Drop for TestRegistry {
     fn drop(&mut self) {
+        // The local engine's tags for this registry (its port is this run's own) go too.
+        let prefix = format!("{}/", self.address);
+        let listed = Command::new("docker").args(["images", "--format", "{{.Repository}}:{{.Tag}}"]).output();
+        if let Ok(listed) = listed {
+            for tag in String::from_utf8_lossy(&listed.stdout).lines().filter(|t| t.starts_with(&prefix)) {
+                let _ = Command::new("docker").args(["rmi", tag]).output();
+            }
+        }
         for child in self.mirrors.iter_mut().chain(std::iter::once(&mut self.child)) {
             let _ = child.kill();
             let _ = child.wait();

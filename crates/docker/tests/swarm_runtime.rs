@@ -294,6 +294,5 @@ async fn images_and_snapshots_go_through_the_registry() {
     assert_eq!(service_image(f.instance(), ws, "dev"), snapshot);
 
     rt.remove(ws).await.unwrap();
-    let untag = std::process::Command::new("docker").args(["rmi", &named]).output().unwrap();
-    assert!(untag.status.success(), "{untag:?}");
+    // The registry's tags go with it, on drop.
 }
