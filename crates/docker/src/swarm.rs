@@ -250,8 +250,7 @@ impl SwarmRuntime {
 
     /// Every node with the memory its live tasks reserve.
     async fn node_views(&self) -> Result<Vec<NodeView>, RuntimeError> {
-        let nodes = self.docker().list_nodes(None::<ListNodesOptions>).await.map_err(engine)?;
-        let mut views: Vec<NodeView> = nodes.iter().filter_map(NodeView::of).collect();
+        let mut views = self.nodes_unreserved().await?;
         let tasks =
             self.docker().list_tasks(None::<bollard::query_parameters::ListTasksOptions>).await.map_err(engine)?;
         for task in tasks.iter().filter(|t| live(t)) {
@@ -267,6 +266,14 @@ impl SwarmRuntime {
                 view.reserved += reserved;
             }
         }
+        Ok(views)
+    }
+
+    /// Every node, without what its tasks reserve: enough to name and reach a machine's node
+    /// (an inspect, which every proxied request makes, needs no more).
+    async fn nodes_unreserved(&self) -> Result<Vec<NodeView>, RuntimeError> {
+        let nodes = self.docker().list_nodes(None::<ListNodesOptions>).await.map_err(engine)?;
+        let mut views: Vec<NodeView> = nodes.iter().filter_map(NodeView::of).collect();
         views.sort_by(|a, b| a.hostname.cmp(&b.hostname).then(a.id.cmp(&b.id)));
         Ok(views)
     }
@@ -677,7 +684,7 @@ impl SwarmRuntime {
 
     /// The machines of the given tasks (the newest task of each service), as `RuntimeInfo`s.
     async fn infos(&self, tasks: Vec<Task>) -> Result<BTreeMap<String, Vec<MachineRuntime>>, RuntimeError> {
-        let views = self.node_views().await?;
+        let views = self.nodes_unreserved().await?;
         let mut seen = BTreeSet::new();
         let mut by_workspace: BTreeMap<String, Vec<MachineRuntime>> = BTreeMap::new();
         for task in tasks {
